@@ -1,0 +1,144 @@
+//! Azure Pipelines logging commands.
+//!
+//! Output variable names use `_` where our names use `-` (`image_info_sha256`): Azure variable names are letters,
+//! digits, `.` and `_`.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::CiHost;
+
+pub struct AzurePipelines {
+    /// Where summary markdown is written before the agent is told to upload it.
+    summary_folder: PathBuf,
+    /// The agent reads logging commands from the task's standard output.
+    commands: Box<dyn Write>,
+    summaries: usize,
+}
+
+impl AzurePipelines {
+    pub fn new(summary_folder: PathBuf, commands: Box<dyn Write>) -> Self {
+        Self {
+            summary_folder,
+            commands,
+            summaries: 0,
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        // A lost annotation must not fail the stage that is reporting.
+        let _ = writeln!(self.commands, "{line}");
+        let _ = self.commands.flush();
+    }
+
+    fn issue(&mut self, kind: &str, message: &str, file: Option<&Path>) {
+        let source = file
+            .map(|file| {
+                format!(
+                    "sourcepath={};",
+                    escape_property(&file.display().to_string())
+                )
+            })
+            .unwrap_or_default();
+        self.command(&format!(
+            "##vso[task.logissue type={kind};{source}]{}",
+            escape_data(message)
+        ));
+    }
+}
+
+impl CiHost for AzurePipelines {
+    fn set_output(&mut self, name: &str, value: &str) -> io::Result<()> {
+        let name = name.replace('-', "_");
+        self.command(&format!(
+            "##vso[task.setvariable variable={};isoutput=true]{}",
+            escape_property(&name),
+            escape_data(value)
+        ));
+        Ok(())
+    }
+
+    fn error(&mut self, message: &str, file: Option<&Path>) {
+        self.issue("error", message, file);
+    }
+
+    fn warning(&mut self, message: &str, file: Option<&Path>) {
+        self.issue("warning", message, file);
+    }
+
+    fn begin_group(&mut self, title: &str) {
+        self.command(&format!("##[group]{}", escape_data(title)));
+    }
+
+    fn end_group(&mut self) {
+        self.command("##[endgroup]");
+    }
+
+    fn mask(&mut self, secret: &str) {
+        self.command(&format!("##vso[task.setsecret]{}", escape_data(secret)));
+    }
+
+    fn summary(&mut self, markdown: &str) -> io::Result<()> {
+        self.summaries += 1;
+        let file = self.summary_folder.join(format!(
+            "imagepipe-summary-{}-{}.md",
+            std::process::id(),
+            self.summaries
+        ));
+        std::fs::write(&file, markdown)?;
+        self.command(&format!(
+            "##vso[task.uploadsummary]{}",
+            escape_data(&file.display().to_string())
+        ));
+        Ok(())
+    }
+}
+
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%AZP25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(';', "%3B").replace(']', "%5D")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ci::Captured;
+
+    #[test]
+    fn speaks_the_logging_command_protocol() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let captured = Captured::default();
+        let mut host = AzurePipelines::new(folder.path().to_owned(), Box::new(captured.clone()));
+        host.set_output("image-info-sha256", "ab12")
+            .expect("output");
+        host.error("100% failed\nsee above", Some(Path::new("a;b].json")));
+        host.begin_group("post-build");
+        host.end_group();
+        host.mask("s3cret");
+        host.summary("| a |").expect("summary");
+        let summary = std::fs::read_dir(folder.path()).expect("lists").count();
+        assert_eq!(summary, 1);
+        let text = captured.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..5],
+            [
+                "##vso[task.setvariable variable=image_info_sha256;isoutput=true]ab12",
+                "##vso[task.logissue type=error;sourcepath=a%3Bb%5D.json;]100%AZP25 failed%0Asee above",
+                "##[group]post-build",
+                "##[endgroup]",
+                "##vso[task.setsecret]s3cret",
+            ]
+        );
+        assert!(
+            lines[5].starts_with("##vso[task.uploadsummary]"),
+            "{}",
+            lines[5]
+        );
+    }
+}

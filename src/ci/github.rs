@@ -1,0 +1,149 @@
+//! GitHub Actions workflow commands and environment files.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::CiHost;
+
+pub struct GitHubActions {
+    output_file: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
+    /// Where workflow commands go: the runner reads them from the step's standard output.
+    commands: Box<dyn Write>,
+}
+
+impl GitHubActions {
+    pub fn new(
+        output_file: Option<PathBuf>,
+        summary_file: Option<PathBuf>,
+        commands: Box<dyn Write>,
+    ) -> Self {
+        Self {
+            output_file,
+            summary_file,
+            commands,
+        }
+    }
+
+    fn command(&mut self, line: &str) {
+        // A lost annotation must not fail the stage that is reporting.
+        let _ = writeln!(self.commands, "{line}");
+        let _ = self.commands.flush();
+    }
+
+    fn annotation(&mut self, kind: &str, message: &str, file: Option<&Path>) {
+        let properties = file
+            .map(|file| format!(" file={}", escape_property(&file.display().to_string())))
+            .unwrap_or_default();
+        self.command(&format!("::{kind}{properties}::{}", escape_data(message)));
+    }
+}
+
+fn append(file: &Path, text: &str) -> io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?
+        .write_all(text.as_bytes())
+}
+
+impl CiHost for GitHubActions {
+    fn set_output(&mut self, name: &str, value: &str) -> io::Result<()> {
+        let Some(file) = self.output_file.clone() else {
+            return Err(io::Error::other("GITHUB_OUTPUT is not set"));
+        };
+        append(&file, &output_entry(name, value))
+    }
+
+    fn error(&mut self, message: &str, file: Option<&Path>) {
+        self.annotation("error", message, file);
+    }
+
+    fn warning(&mut self, message: &str, file: Option<&Path>) {
+        self.annotation("warning", message, file);
+    }
+
+    fn begin_group(&mut self, title: &str) {
+        self.command(&format!("::group::{}", escape_data(title)));
+    }
+
+    fn end_group(&mut self) {
+        self.command("::endgroup::");
+    }
+
+    fn mask(&mut self, secret: &str) {
+        for line in secret.lines().filter(|line| !line.trim().is_empty()) {
+            self.command(&format!("::add-mask::{}", escape_data(line)));
+        }
+    }
+
+    fn summary(&mut self, markdown: &str) -> io::Result<()> {
+        match &self.summary_file {
+            Some(file) => append(file, &format!("{markdown}\n")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One entry of the `GITHUB_OUTPUT` file; multi-line values use the heredoc form with a delimiter absent from
+/// the value.
+fn output_entry(name: &str, value: &str) -> String {
+    if !value.contains('\n') && !value.contains('\r') {
+        return format!("{name}={value}\n");
+    }
+    let mut delimiter = String::from("IMAGEPIPE_EOF");
+    while value.contains(&delimiter) {
+        delimiter.push('_');
+    }
+    format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
+}
+
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ci::Captured;
+
+    #[test]
+    fn speaks_the_workflow_command_protocol() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let output = folder.path().join("output");
+        let summary = folder.path().join("summary");
+        let captured = Captured::default();
+        let mut host = GitHubActions::new(
+            Some(output.clone()),
+            Some(summary.clone()),
+            Box::new(captured.clone()),
+        );
+        host.set_output("image-info", "out/image-info.json")
+            .expect("output");
+        host.set_output("notes", "two\nlines").expect("output");
+        host.error("50% failed\nsee above", Some(Path::new("dir/a:b,c.json")));
+        host.begin_group("post-build");
+        host.end_group();
+        host.mask("s3cret");
+        host.summary("| a |").expect("summary");
+        assert_eq!(
+            std::fs::read_to_string(&output).expect("output file"),
+            "image-info=out/image-info.json\nnotes<<IMAGEPIPE_EOF\ntwo\nlines\nIMAGEPIPE_EOF\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&summary).expect("summary file"),
+            "| a |\n"
+        );
+        assert_eq!(
+            captured.text(),
+            "::error file=dir/a%3Ab%2Cc.json::50%25 failed%0Asee above\n::group::post-build\n::endgroup::\n::add-mask::s3cret\n"
+        );
+    }
+}

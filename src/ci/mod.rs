@@ -1,0 +1,117 @@
+//! CI hosts: how a stage's outputs, errors, log groups and summary reach GitHub Actions, Azure Pipelines or a
+//! terminal. Hosts carry what stages hand them and make no decisions.
+
+mod azure;
+mod github;
+mod local;
+
+use std::io;
+use std::path::Path;
+
+pub use azure::AzurePipelines;
+pub use github::GitHubActions;
+pub use local::Local;
+
+use crate::model::ledger::Stage;
+use crate::model::reference::Digest;
+
+/// The protocol of the CI system the binary runs under.
+pub trait CiHost {
+    /// Sets a step output that later steps or jobs read.
+    fn set_output(&mut self, name: &str, value: &str) -> io::Result<()>;
+    /// Reports an error, attached to `file` where one is known.
+    fn error(&mut self, message: &str, file: Option<&Path>);
+    /// Reports a warning, attached to `file` where one is known.
+    fn warning(&mut self, message: &str, file: Option<&Path>);
+    /// Starts a collapsible section of the log.
+    fn begin_group(&mut self, title: &str);
+    fn end_group(&mut self);
+    /// Asks the host to hide `secret` wherever it would appear in the log.
+    fn mask(&mut self, secret: &str);
+    /// Adds markdown to the step or job summary.
+    fn summary(&mut self, markdown: &str) -> io::Result<()>;
+}
+
+/// Picks the host from the environment: `GITHUB_ACTIONS=true`, `TF_BUILD=True`, else a terminal.
+pub fn detect() -> Box<dyn CiHost> {
+    let variable = |name: &str| std::env::var_os(name);
+    let is =
+        |name: &str, value: &str| variable(name).is_some_and(|set| set.eq_ignore_ascii_case(value));
+    if is("GITHUB_ACTIONS", "true") {
+        Box::new(GitHubActions::new(
+            variable("GITHUB_OUTPUT").map(Into::into),
+            variable("GITHUB_STEP_SUMMARY").map(Into::into),
+            Box::new(io::stdout()),
+        ))
+    } else if is("TF_BUILD", "true") {
+        let summary_folder = variable("AGENT_TEMPDIRECTORY")
+            .map(Into::into)
+            .unwrap_or_else(std::env::temp_dir);
+        Box::new(AzurePipelines::new(summary_folder, Box::new(io::stdout())))
+    } else {
+        Box::new(Local)
+    }
+}
+
+/// Which CI run this is, as the host names it: recorded in the ledger and used for the `$(UniqueId)` built-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunIdentity {
+    pub run_id: Option<String>,
+    pub attempt: Option<u32>,
+}
+
+impl RunIdentity {
+    pub fn from_environment() -> Self {
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let (run, attempt) = if variable("GITHUB_ACTIONS").is_some() {
+            ("GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT")
+        } else {
+            ("BUILD_BUILDID", "SYSTEM_JOBATTEMPT")
+        };
+        Self {
+            run_id: variable(run),
+            attempt: variable(attempt).and_then(|attempt| attempt.parse().ok()),
+        }
+    }
+}
+
+/// The outputs every stage that writes image-info sets: where it is, its SHA-256 (so the next stage can refuse
+/// a file changed on the way) and which stage wrote it.
+pub fn set_stage_outputs(
+    host: &mut dyn CiHost,
+    stage: Stage,
+    image_info: &Path,
+    digest: &Digest,
+) -> io::Result<()> {
+    host.set_output("image-info", &image_info.display().to_string())?;
+    host.set_output("image-info-sha256", digest.hex())?;
+    host.set_output("stage", stage.name())
+}
+
+/// A writer that keeps what hosts print, for tests of the protocols.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Captured {
+    pub(crate) fn text(&self) -> String {
+        let bytes = self.0.lock().map(|bytes| bytes.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}

@@ -1,0 +1,153 @@
+//! The command line: clap types only. Dispatch turns these into each stage's settings, so clap never reaches
+//! the stages.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imagepipe",
+    version,
+    about = "Release multi-architecture container images in typed stages, with every published digest signed",
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log more detail (each file read and written, each decision)
+    #[arg(long, short, global = true, env = "IMAGEPIPE_VERBOSE")]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Merge the build legs' image-info fragments into one image-info.json
+    PostBuild(PostBuildArgs),
+    /// Check manifest.json and image-info.json files, listing every problem
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of manifest.json or image-info.json
+    Schema(SchemaArgs),
+}
+
+/// How a manifest is read: the file, and values for its `$(name)` references.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The manifest.json describing what to build
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_MANIFEST")]
+    pub manifest: PathBuf,
+
+    #[command(flatten)]
+    pub variables: VariableArgs,
+}
+
+/// Values for a manifest's `$(name)` references.
+#[derive(Debug, Args)]
+pub struct VariableArgs {
+    /// Set a manifest variable, overriding its value in the file (repeatable; `UniqueId` sets the built-in)
+    #[arg(
+        long = "var",
+        value_name = "NAME=VALUE",
+        env = "IMAGEPIPE_VAR",
+        value_delimiter = '\n',
+        value_parser = parse_variable
+    )]
+    pub variables: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct PostBuildArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// The folder holding the fragments (`*.json`) the build legs wrote
+    #[arg(long, value_name = "DIR", env = "IMAGEPIPE_FRAGMENTS")]
+    pub fragments: PathBuf,
+
+    /// Where to write the merged image-info.json
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("files").required(true).multiple(true).args(["manifest", "image_info"]))]
+pub struct ValidateArgs {
+    /// A manifest.json to check (its includes are checked too)
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+
+    /// An image-info.json to check
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
+    pub image_info: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub variables: VariableArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which file format
+    #[arg(value_enum)]
+    pub format: SchemaFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaFormat {
+    Manifest,
+    ImageInfo,
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected `NAME=VALUE`, found `{text}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_reads_its_environment_variable() {
+        fn visit(command: &clap::Command, missing: &mut Vec<String>) {
+            for argument in command.get_arguments() {
+                let Some(long) = argument.get_long() else {
+                    continue;
+                };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let expected = format!("IMAGEPIPE_{}", long.to_uppercase().replace('-', "_"));
+                if argument.get_env().and_then(|name| name.to_str()) != Some(expected.as_str()) {
+                    missing.push(format!(
+                        "{} --{long}: expected env {expected}",
+                        command.get_name()
+                    ));
+                }
+            }
+            for subcommand in command.get_subcommands() {
+                visit(subcommand, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    #[test]
+    fn variables_need_a_name() {
+        assert_eq!(parse_variable("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_variable("a="), Ok(("a".into(), String::new())));
+        assert!(parse_variable("=b").is_err());
+        assert!(parse_variable("ab").is_err());
+    }
+}

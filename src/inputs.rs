@@ -1,0 +1,165 @@
+//! Loading the pipeline's input files: manifests with their includes, image-info files and fragment folders.
+//! Everything loaded here has been checked, so stages work from valid data only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::json_file::{self, JsonFileError};
+use crate::model::image_info::ImageInfo;
+use crate::model::issue::{Issue, Issues, JsonPath, quoted};
+use crate::model::manifest::Manifest;
+use crate::model::merge::Fragment;
+
+const MANIFEST_DOCUMENT: &str = "a manifest.json document (see `imagepipe schema manifest`)";
+const IMAGE_INFO_DOCUMENT: &str = "an image-info.json document (see `imagepipe schema image-info`)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(transparent)]
+    File(#[from] JsonFileError),
+    #[error("`{file}` is not valid: {issues}", file = .file.display())]
+    Invalid { file: PathBuf, issues: Issues },
+    #[error("cannot list `{folder}`", folder = .folder.display())]
+    List {
+        folder: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{folder}` holds no fragments (`*.json` files)", folder = .folder.display())]
+    NoFragments { folder: PathBuf },
+}
+
+impl InputError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::NoFragments { .. } => Some(
+                "point `--fragments` at the folder the build legs' artifacts were downloaded into"
+                    .to_owned(),
+            ),
+            Self::Invalid { .. } => Some("`imagepipe validate` lists every problem".to_owned()),
+            _ => None,
+        }
+    }
+
+    /// Every problem found, for reporting one per line.
+    pub fn issues(&self) -> &[Issue] {
+        match self {
+            Self::Invalid { issues, .. } => &issues.0,
+            Self::File(JsonFileError::Parse { issue }) => std::slice::from_ref(issue),
+            _ => &[],
+        }
+    }
+}
+
+/// Loads a manifest, merges its includes, expands its variables (`overrides` win) and checks it.
+pub fn load_manifest(
+    file: &Path,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Manifest, InputError> {
+    let mut issues = Vec::new();
+    let written = read_with_includes(file, &mut Vec::new(), &mut issues)?;
+    let invalid = |issues: Vec<Issue>| InputError::Invalid {
+        file: file.to_owned(),
+        issues: Issues(issues),
+    };
+    if !issues.is_empty() {
+        return Err(invalid(issues));
+    }
+    let resolved = written.resolve(overrides).map_err(invalid)?;
+    let issues = resolved.check();
+    if issues.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(invalid(issues))
+    }
+}
+
+/// Reads `file` and, depth first, the files it includes (relative to it). `stack` holds the files being read,
+/// to catch a file that includes itself.
+fn read_with_includes(
+    file: &Path,
+    stack: &mut Vec<PathBuf>,
+    issues: &mut Vec<Issue>,
+) -> Result<Manifest, InputError> {
+    let mut manifest: Manifest = json_file::read(file, MANIFEST_DOCUMENT)?;
+    manifest.locate(file);
+    let identity = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+    stack.push(identity);
+    let folder = file.parent().unwrap_or(Path::new(""));
+    for (index, include) in manifest.includes.clone().iter().enumerate() {
+        let included_file = folder.join(include);
+        let included_identity =
+            std::fs::canonicalize(&included_file).unwrap_or_else(|_| included_file.clone());
+        if stack.contains(&included_identity) {
+            issues.push(Issue::new(
+                file,
+                JsonPath::root().key("includes").index(index),
+                format!("{}, which includes this file again", quoted(include)),
+                "includes that form no cycle",
+            ));
+            continue;
+        }
+        let included = read_with_includes(&included_file, stack, issues)?;
+        issues.extend(manifest.include(file, included));
+    }
+    manifest.includes.clear();
+    stack.pop();
+    Ok(manifest)
+}
+
+/// Reads a manifest exactly as written, without includes or variable expansion: what a round trip saves.
+pub fn read_manifest_as_written(file: &Path) -> Result<Manifest, InputError> {
+    Ok(json_file::read(file, MANIFEST_DOCUMENT)?)
+}
+
+/// Loads and checks an image-info file.
+pub fn load_image_info(file: &Path) -> Result<ImageInfo, InputError> {
+    let info: ImageInfo = json_file::read(file, IMAGE_INFO_DOCUMENT)?;
+    let issues = info.check(file);
+    if issues.is_empty() {
+        Ok(info)
+    } else {
+        Err(InputError::Invalid {
+            file: file.to_owned(),
+            issues: Issues(issues),
+        })
+    }
+}
+
+/// The `*.json` files directly in `folder`, in name order.
+pub fn list_fragments(folder: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let error = |source| InputError::List {
+        folder: folder.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).map_err(error)? {
+        let path = entry.map_err(error)?.path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "json")
+            && path.is_file()
+        {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(InputError::NoFragments {
+            folder: folder.to_owned(),
+        });
+    }
+    files.sort();
+    Ok(files)
+}
+
+pub fn load_fragments(files: &[PathBuf]) -> Result<Vec<Fragment>, InputError> {
+    files
+        .iter()
+        .map(|file| {
+            Ok(Fragment {
+                file: file.clone(),
+                info: load_image_info(file)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! imagepipe: a multi-architecture container image release pipeline in typed stages.
+
+pub mod ci;
+pub mod cli;
+pub mod dispatch;
+pub mod inputs;
+pub mod json_file;
+pub mod model;
+pub mod report;
+pub mod stages;

@@ -1,0 +1,454 @@
+//! image-info.json: what was built, compatible with ImageBuilder's image-info (schemaVersion 1.0 and 2.0).
+//!
+//! We read both versions and write 2.0. Our additions (the `pipeline` ledger, `signatures`, `isUnchanged`) are
+//! new keys older readers ignore. Output is deterministic: [`ImageInfo::normalize`] sorts everything whose order
+//! carries no meaning; layers keep their build order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::issue::{Issue, JsonPath, quoted};
+use super::ledger::Pipeline;
+use super::manifest::Extra;
+use super::platform::{self, ARCHITECTURES, OPERATING_SYSTEMS, PlatformIdentity};
+use super::reference::{DigestReference, is_valid_tag};
+
+/// The version this product writes.
+pub const SCHEMA_VERSION: &str = "2.0";
+/// The versions this product reads.
+pub const READABLE_SCHEMA_VERSIONS: &[&str] = &["1.0", "2.0"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(title = "imagepipe image-info.json")]
+pub struct ImageInfo {
+    /// `1.0` or `2.0` when read; always `2.0` when written.
+    pub schema_version: String,
+    #[serde(default)]
+    pub repos: Vec<RepoData>,
+    /// The ledger of completed stages (added by imagepipe).
+    #[serde(default, skip_serializing_if = "Pipeline::is_empty")]
+    pub pipeline: Pipeline,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for ImageInfo {
+    fn default() -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            repos: Vec::new(),
+            pipeline: Pipeline::default(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoData {
+    /// The repository path without registry, e.g. `dotnet/aspnet`.
+    pub repo: String,
+    #[serde(default)]
+    pub images: Vec<ImageData>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_version: Option<String>,
+    /// The manifest list (OCI index) of the image; absent for images without shared tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestData>,
+    #[serde(default)]
+    pub platforms: Vec<PlatformData>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestData {
+    /// `registry/repo@sha256:…` of the index, named with the public registry.
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syndicated_digests: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub shared_tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureRecord>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformData {
+    /// The Dockerfile the image was built from.
+    pub dockerfile: String,
+    #[serde(default)]
+    pub simple_tags: Vec<String>,
+    /// `registry/repo@sha256:…` of the platform image, named with the public registry.
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image_digest: Option<String>,
+    /// `Linux` or `Windows` as ImageBuilder writes it; compared without case.
+    pub os_type: String,
+    #[serde(default)]
+    pub os_version: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_url: Option<String>,
+    /// Layers in build order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<Layer>,
+    /// Set when the platform was not rebuilt in this run and its published digest was reused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_unchanged: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureRecord>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A layer: a bare digest string in schemaVersion 1.0, `{digest, size}` in 2.0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Layer {
+    pub digest: String,
+    /// Unknown for layers read from schemaVersion 1.0, which recorded none; then left out rather than invented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for Layer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(
+            untagged,
+            expecting = "a layer digest string or an object with `digest` and `size`"
+        )]
+        enum Written {
+            Digest(String),
+            Described { digest: String, size: Option<u64> },
+        }
+        Ok(match Written::deserialize(deserializer)? {
+            Written::Digest(digest) => Layer { digest, size: None },
+            Written::Described { digest, size } => Layer { digest, size },
+        })
+    }
+}
+
+/// A signature object stored for a digest (added by imagepipe).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureRecord {
+    /// The digest of the signature object (manifest) in the registry.
+    pub digest: String,
+    /// How it is stored, e.g. `cosign-tag` or `referrers`.
+    pub format: String,
+    /// Identifies the signing key (SHA-256 of its public key).
+    pub key_id: String,
+}
+
+impl PlatformData {
+    pub fn identity(&self) -> PlatformIdentity {
+        PlatformIdentity::new(
+            &self.dockerfile,
+            &self.os_type,
+            &self.os_version,
+            &self.architecture,
+            self.variant.as_deref(),
+        )
+    }
+}
+
+impl ImageData {
+    /// Orders images by what identifies them, once their platforms are sorted.
+    fn sort_key(&self) -> (Option<&str>, Option<PlatformIdentity>, Option<&str>) {
+        (
+            self.product_version.as_deref(),
+            self.platforms.first().map(PlatformData::identity),
+            self.manifest
+                .as_ref()
+                .map(|manifest| manifest.digest.as_str()),
+        )
+    }
+}
+
+impl ImageInfo {
+    /// Puts everything in canonical order and marks the file as the version we write, so that equal content
+    /// always serializes to equal bytes.
+    pub fn normalize(&mut self) {
+        self.schema_version = SCHEMA_VERSION.to_owned();
+        for repo in &mut self.repos {
+            for image in &mut repo.images {
+                if let Some(manifest) = &mut image.manifest {
+                    sort_unique(&mut manifest.shared_tags);
+                    sort_unique(&mut manifest.syndicated_digests);
+                    manifest.signatures.sort();
+                    manifest.signatures.dedup();
+                }
+                for platform in &mut image.platforms {
+                    sort_unique(&mut platform.simple_tags);
+                    platform.signatures.sort();
+                    platform.signatures.dedup();
+                }
+                image.platforms.sort_by_cached_key(PlatformData::identity);
+            }
+            repo.images
+                .sort_by(|left, right| left.sort_key().cmp(&right.sort_key()));
+        }
+        self.repos.sort_by(|left, right| left.repo.cmp(&right.repo));
+    }
+
+    /// Counts of repos, images, platforms and indexes, for summaries.
+    pub fn counts(&self) -> Counts {
+        let images = self.repos.iter().flat_map(|repo| &repo.images);
+        let mut counts = Counts {
+            repos: self.repos.len(),
+            ..Counts::default()
+        };
+        for image in images {
+            counts.images += 1;
+            counts.platforms += image.platforms.len();
+            counts.indexes += usize::from(image.manifest.is_some());
+        }
+        counts
+    }
+
+    /// Checks what serde cannot: digest and tag syntax, known platforms, no platform recorded twice.
+    pub fn check(&self, file: &Path) -> Vec<Issue> {
+        let mut issues = Vec::new();
+        if !READABLE_SCHEMA_VERSIONS.contains(&self.schema_version.as_str()) {
+            issues.push(Issue::new(
+                file,
+                JsonPath::root().key("schemaVersion"),
+                quoted(&self.schema_version),
+                "`1.0` or `2.0`",
+            ));
+        }
+        for (repo_index, repo) in self.repos.iter().enumerate() {
+            let repo_path = JsonPath::root().key("repos").index(repo_index);
+            let mut identities: BTreeMap<PlatformIdentity, JsonPath> = BTreeMap::new();
+            for (image_index, image) in repo.images.iter().enumerate() {
+                let image_path = repo_path.key("images").index(image_index);
+                if let Some(manifest) = &image.manifest {
+                    let manifest_path = image_path.key("manifest");
+                    check_digest(
+                        file,
+                        manifest_path.key("digest"),
+                        &manifest.digest,
+                        &mut issues,
+                    );
+                    check_tags(
+                        file,
+                        &manifest_path.key("sharedTags"),
+                        &manifest.shared_tags,
+                        &mut issues,
+                    );
+                }
+                for (platform_index, entry) in image.platforms.iter().enumerate() {
+                    let path = image_path.key("platforms").index(platform_index);
+                    check_platform(file, &path, entry, &mut issues);
+                    if let Some(first) = identities.get(&entry.identity()) {
+                        issues.push(Issue::new(
+                            file,
+                            path,
+                            format!(
+                                "the platform `{}` recorded again (first at `{first}`)",
+                                entry.identity()
+                            ),
+                            "each Dockerfile and platform once per repo",
+                        ));
+                    } else {
+                        identities.insert(entry.identity(), path);
+                    }
+                }
+            }
+        }
+        issues
+    }
+}
+
+/// Sizes of an image-info, for progress and summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub repos: usize,
+    pub images: usize,
+    pub platforms: usize,
+    pub indexes: usize,
+}
+
+fn check_platform(file: &Path, path: &JsonPath, entry: &PlatformData, issues: &mut Vec<Issue>) {
+    check_digest(file, path.key("digest"), &entry.digest, issues);
+    if !OPERATING_SYSTEMS.contains(&platform::canonical_os(&entry.os_type).as_str()) {
+        issues.push(Issue::new(
+            file,
+            path.key("osType"),
+            quoted(&entry.os_type),
+            "`Linux` or `Windows`",
+        ));
+    }
+    let architecture = platform::canonical_architecture(&entry.architecture);
+    if !ARCHITECTURES.contains(&architecture.as_str()) {
+        let known: Vec<String> = ARCHITECTURES.iter().map(|name| quoted(name)).collect();
+        issues.push(Issue::new(
+            file,
+            path.key("architecture"),
+            quoted(&entry.architecture),
+            format!("one of {} (or `arm32`)", known.join(", ")),
+        ));
+    }
+    check_tags(file, &path.key("simpleTags"), &entry.simple_tags, issues);
+}
+
+fn check_digest(file: &Path, path: JsonPath, digest: &str, issues: &mut Vec<Issue>) {
+    if digest.parse::<DigestReference>().is_err() {
+        issues.push(Issue::new(
+            file,
+            path,
+            quoted(digest),
+            "`registry/repository@sha256:<64 hex digits>`",
+        ));
+    }
+}
+
+fn check_tags(file: &Path, path: &JsonPath, tags: &[String], issues: &mut Vec<Issue>) {
+    for (index, tag) in tags.iter().enumerate() {
+        if !is_valid_tag(tag) {
+            issues.push(Issue::new(
+                file,
+                path.index(index),
+                quoted(tag),
+                "up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
+            ));
+        }
+    }
+}
+
+fn sort_unique(values: &mut Vec<String>) {
+    values.sort();
+    values.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST_A: &str = "registry.example/team/app@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[test]
+    fn layers_read_from_both_schema_versions() {
+        let layers: Vec<Layer> = serde_json::from_str(
+            r#"["sha256:aa", {"digest": "sha256:bb", "size": 12}, {"digest": "sha256:cc"}]"#,
+        )
+        .expect("both forms parse");
+        assert_eq!(
+            layers[0],
+            Layer {
+                digest: "sha256:aa".into(),
+                size: None
+            }
+        );
+        assert_eq!(
+            layers[1],
+            Layer {
+                digest: "sha256:bb".into(),
+                size: Some(12)
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&layers[1]).expect("serializes"),
+            r#"{"digest":"sha256:bb","size":12}"#
+        );
+        assert!(serde_json::from_str::<Layer>("12").is_err());
+    }
+
+    #[test]
+    fn normalize_sorts_all_but_layers() {
+        let platform = |dockerfile: &str, tags: &[&str]| PlatformData {
+            dockerfile: dockerfile.into(),
+            digest: DIGEST_A.into(),
+            os_type: "Linux".into(),
+            architecture: "amd64".into(),
+            simple_tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            layers: vec![
+                Layer {
+                    digest: "sha256:zz".into(),
+                    size: Some(1),
+                },
+                Layer {
+                    digest: "sha256:aa".into(),
+                    size: Some(2),
+                },
+            ],
+            ..PlatformData::default()
+        };
+        let mut info = ImageInfo {
+            schema_version: "1.0".into(),
+            repos: vec![
+                RepoData {
+                    repo: "z".into(),
+                    ..RepoData::default()
+                },
+                RepoData {
+                    repo: "a".into(),
+                    images: vec![ImageData {
+                        platforms: vec![platform("b", &["t2", "t1", "t1"]), platform("a", &[])],
+                        ..ImageData::default()
+                    }],
+                    ..RepoData::default()
+                },
+            ],
+            ..ImageInfo::default()
+        };
+        info.normalize();
+        assert_eq!(info.schema_version, "2.0");
+        assert_eq!(info.repos[0].repo, "a");
+        let platforms = &info.repos[0].images[0].platforms;
+        assert_eq!(platforms[0].dockerfile, "a");
+        assert_eq!(platforms[1].simple_tags, ["t1", "t2"]);
+        assert_eq!(platforms[1].layers[0].digest, "sha256:zz");
+    }
+
+    #[test]
+    fn check_names_bad_fields() {
+        let info: ImageInfo = serde_json::from_value(serde_json::json!({
+            "schemaVersion": "3.0",
+            "repos": [{"repo": "team/app", "images": [{
+                "manifest": {"digest": "team/app:latest", "sharedTags": ["ok", "-bad"]},
+                "platforms": [
+                    {"dockerfile": "a", "digest": DIGEST_A, "osType": "Linux", "architecture": "arm32"},
+                    {"dockerfile": "a/Dockerfile", "digest": DIGEST_A, "osType": "Plan9", "architecture": "vax"}
+                ]}]}]
+        }))
+        .expect("parses");
+        let paths: Vec<String> = info
+            .check(Path::new("image-info.json"))
+            .iter()
+            .map(|issue| issue.path.to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "schemaVersion",
+                "repos[0].images[0].manifest.digest",
+                "repos[0].images[0].manifest.sharedTags[1]",
+                "repos[0].images[0].platforms[1].osType",
+                "repos[0].images[0].platforms[1].architecture",
+            ]
+        );
+    }
+}

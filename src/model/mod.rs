@@ -1,0 +1,11 @@
+//! The pipeline's data: what to build (manifest), what was built (image-info), the stage ledger, and the merge
+//! of build fragments. Pure data and rules: no I/O, no stage, no CI host.
+
+pub mod image_info;
+pub mod issue;
+pub mod ledger;
+pub mod manifest;
+pub mod merge;
+pub mod platform;
+pub mod reference;
+pub mod variables;

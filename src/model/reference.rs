@@ -1,0 +1,217 @@
+//! The wire strings of the OCI distribution spec: digests, tags, repository names and digest references.
+
+use std::fmt;
+use std::str::FromStr;
+
+const SHA256_PREFIX: &str = "sha256:";
+const SHA256_HEX_LENGTH: usize = 64;
+const TAG_MAX_LENGTH: usize = 128;
+
+/// A content digest, `sha256:<64 lowercase hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("`{text}` is not a digest: expected `sha256:` and 64 lowercase hex digits")]
+    Digest { text: String },
+    #[error("`{text}` is not a digest reference: expected `registry/repository@sha256:<hex>`")]
+    DigestReference { text: String },
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(bytes);
+        Self(format!("{SHA256_PREFIX}{hash:x}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex part, as cosign's `sha256-<hex>.sig` tags and OCI layout paths use it.
+    pub fn hex(&self) -> &str {
+        &self.0[SHA256_PREFIX.len()..]
+    }
+}
+
+impl FromStr for Digest {
+    type Err = ReferenceError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let valid = text.strip_prefix(SHA256_PREFIX).is_some_and(|hex| {
+            hex.len() == SHA256_HEX_LENGTH
+                && hex
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+        });
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(ReferenceError::Digest {
+                text: text.to_owned(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `registry/repository@sha256:…`, the form image-info records every digest in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DigestReference {
+    /// Everything before `@`: the registry host (if any) and the repository path.
+    pub name: String,
+    pub digest: Digest,
+}
+
+impl FromStr for DigestReference {
+    type Err = ReferenceError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || ReferenceError::DigestReference {
+            text: text.to_owned(),
+        };
+        let (name, digest) = text.rsplit_once('@').ok_or_else(error)?;
+        if name.is_empty() {
+            return Err(error());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            digest: digest.parse().map_err(|_| error())?,
+        })
+    }
+}
+
+impl fmt::Display for DigestReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.digest)
+    }
+}
+
+/// Whether `tag` is a tag the distribution spec accepts: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let mut bytes = tag.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+    first_ok
+        && tag.len() <= TAG_MAX_LENGTH
+        && bytes.all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
+}
+
+/// Whether `name` is a repository path the distribution spec accepts: lowercase components joined by `/`, each
+/// of alphanumerics separated by `.`, `_`, `__` or runs of `-`.
+pub fn is_valid_repository(name: &str) -> bool {
+    !name.is_empty() && name.split('/').all(is_valid_path_component)
+}
+
+fn is_valid_path_component(component: &str) -> bool {
+    let alphanumeric = |byte: u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
+    let bytes = component.as_bytes();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if !alphanumeric(first) || !alphanumeric(last) {
+        return false;
+    }
+    let mut separator = String::new();
+    for &byte in bytes {
+        if alphanumeric(byte) {
+            if !matches!(separator.as_str(), "" | "." | "_" | "__")
+                && !separator.bytes().all(|b| b == b'-')
+            {
+                return false;
+            }
+            separator.clear();
+        } else if matches!(byte, b'.' | b'_' | b'-') {
+            separator.push(byte as char);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "82c6c5dc0e6a17b170f5e976802c71671a23568411f99ffa4c4befea66bd23d3";
+
+    #[test]
+    fn digests_parse_and_hash() {
+        let digest: Digest = format!("sha256:{HEX}").parse().expect("valid digest");
+        assert_eq!(digest.hex(), HEX);
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:00",
+            &format!("sha256:{}", HEX.to_uppercase()),
+            &format!("sha256:{HEX}0"),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Digest::of(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn digest_references_split_at_the_last_at_sign() {
+        let text = format!("mcr.microsoft.com/dotnet/aspnet@sha256:{HEX}");
+        let reference: DigestReference = text.parse().expect("valid reference");
+        assert_eq!(reference.name, "mcr.microsoft.com/dotnet/aspnet");
+        assert_eq!(reference.to_string(), text);
+        for bad in [
+            format!("@sha256:{HEX}"),
+            "repo@sha256:12".to_owned(),
+            "repo:tag".to_owned(),
+        ] {
+            assert!(bad.parse::<DigestReference>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tags_follow_the_distribution_grammar() {
+        for good in ["latest", "8.0.11-bookworm-slim-amd64", "_x", "A.b-c_d"] {
+            assert!(is_valid_tag(good), "{good}");
+        }
+        let too_long = "a".repeat(129);
+        for bad in ["", ".x", "-x", "a:b", "a/b", too_long.as_str()] {
+            assert!(!is_valid_tag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repositories_follow_the_distribution_grammar() {
+        for good in [
+            "dotnet/aspnet",
+            "dotnet-buildtools/image-builder",
+            "a__b",
+            "a---b",
+            "x.y/z_0",
+        ] {
+            assert!(is_valid_repository(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Dotnet/aspnet",
+            "a//b",
+            "a/",
+            "-a",
+            "a_-b",
+            "a___b",
+            "a:b",
+        ] {
+            assert!(!is_valid_repository(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! One module per stage. Each takes its own settings struct, loads and checks its inputs, checks the ledger on
+//! entry, and writes its outputs atomically.
+
+pub mod post_build;
+pub mod schema;
+pub mod summary;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use crate::ci::RunIdentity;
+use crate::model::ledger::{Stage, StageRecord};
+
+/// The name of the built-in variable that makes tags unique per run.
+const UNIQUE_ID: &str = "UniqueId";
+
+/// Variable overrides for a manifest: the `--var` values, plus `$(UniqueId)` unless given. It must be the same
+/// for every stage of one run, so it comes from the CI run id; outside CI, from the current time.
+pub fn manifest_variables(
+    given: Vec<(String, String)>,
+    run: &RunIdentity,
+) -> BTreeMap<String, String> {
+    let mut variables: BTreeMap<String, String> = given.into_iter().collect();
+    if !variables.contains_key(UNIQUE_ID) {
+        let unique = run.run_id.clone().unwrap_or_else(|| {
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            now.chars().filter(char::is_ascii_digit).collect()
+        });
+        variables.insert(UNIQUE_ID.to_owned(), unique);
+    }
+    variables
+}
+
+/// The ledger entry a stage appends when it completes.
+pub fn stage_record(stage: Stage, run: &RunIdentity) -> StageRecord {
+    StageRecord {
+        stage,
+        completed: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        tool: concat!("imagepipe ", env!("CARGO_PKG_VERSION")).to_owned(),
+        run_id: run.run_id.clone(),
+        attempt: run.attempt,
+    }
+}

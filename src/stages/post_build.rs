@@ -1,0 +1,59 @@
+//! `imagepipe post-build`: merges the build legs' fragments into one image-info and records the stage.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::ci::{self, CiHost, RunIdentity};
+use crate::inputs;
+use crate::json_file;
+use crate::model::ledger::Stage;
+use crate::model::merge;
+use crate::stages::{stage_record, summary};
+
+pub struct Settings {
+    pub manifest: PathBuf,
+    pub variables: BTreeMap<String, String>,
+    pub fragments: PathBuf,
+    pub output: PathBuf,
+}
+
+pub fn run(settings: Settings, run: &RunIdentity, host: &mut dyn CiHost) -> anyhow::Result<()> {
+    let Settings {
+        manifest,
+        variables,
+        fragments,
+        output,
+    } = settings;
+    let manifest = inputs::load_manifest(&manifest, &variables)?;
+    let files = inputs::list_fragments(&fragments)?;
+    let selection = merge::select_latest_attempts(&files);
+    for superseded in &selection.superseded {
+        tracing::info!(
+            "skipping `{}`: a later attempt of the same leg exists",
+            superseded.display()
+        );
+    }
+    let loaded = inputs::load_fragments(&selection.kept)?;
+    let mut info = merge::merge_fragments(&manifest, &loaded)
+        .with_context(|| format!("merging the fragments in `{}`", fragments.display()))?;
+    info.pipeline.record(stage_record(Stage::PostBuild, run));
+    let digest = json_file::write_atomically(&output, &info)?;
+
+    let counts = info.counts();
+    tracing::info!(
+        "merged {} fragments ({} superseded) into `{}`: {} repos, {} images, {} platforms",
+        selection.kept.len(),
+        selection.superseded.len(),
+        output.display(),
+        counts.repos,
+        counts.images,
+        counts.platforms
+    );
+    ci::set_stage_outputs(host, Stage::PostBuild, &output, &digest)
+        .context("setting the step outputs")?;
+    host.summary(&summary::image_table("imagepipe post-build", &info))
+        .context("writing the step summary")?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The markdown table of images that stages add to the CI step or job summary.
+
+use std::fmt::Write;
+
+use crate::model::image_info::ImageInfo;
+
+/// One row per platform and one per manifest list: repository, what it is, digest, tags, signatures.
+pub fn image_table(title: &str, info: &ImageInfo) -> String {
+    let mut table = format!(
+        "### {title}\n\n| repository | image | digest | tags | signatures |\n|---|---|---|---|---|\n"
+    );
+    for repo in &info.repos {
+        for image in &repo.images {
+            if let Some(manifest) = &image.manifest {
+                let _ = writeln!(
+                    table,
+                    "| `{}` | manifest list | `{}` | {} | {} |",
+                    repo.repo,
+                    short_digest(&manifest.digest),
+                    tags(&manifest.shared_tags),
+                    manifest.signatures.len()
+                );
+            }
+            for platform in &image.platforms {
+                let _ = writeln!(
+                    table,
+                    "| `{}` | {} | `{}` | {} | {} |",
+                    repo.repo,
+                    platform.identity().platform(),
+                    short_digest(&platform.digest),
+                    tags(&platform.simple_tags),
+                    platform.signatures.len()
+                );
+            }
+        }
+    }
+    table
+}
+
+/// `sha256:` and the first 12 hex digits: enough to tell digests apart in a table.
+fn short_digest(reference: &str) -> &str {
+    let digest = reference
+        .rsplit_once('@')
+        .map_or(reference, |(_, digest)| digest);
+    digest.get(..19).unwrap_or(digest)
+}
+
+fn tags(tags: &[String]) -> String {
+    if tags.is_empty() {
+        return "–".to_owned();
+    }
+    tags.iter()
+        .map(|tag| format!("`{tag}`"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
