@@ -4,13 +4,12 @@
 //! new keys older readers ignore. Output is deterministic: [`ImageInfo::normalize`] sorts everything whose order
 //! carries no meaning; layers keep their build order.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::issue::{Issue, JsonPath, quoted};
+use super::issue::{FirstSeen, Issue, JsonPath, quoted};
 use super::ledger::Pipeline;
 use super::manifest::Extra;
 use super::platform::{self, ARCHITECTURES, OPERATING_SYSTEMS, PlatformIdentity};
@@ -241,7 +240,6 @@ impl ImageInfo {
         }
         for (repo_index, repo) in self.repos.iter().enumerate() {
             let repo_path = JsonPath::root().key("repos").index(repo_index);
-            let mut identities: BTreeMap<PlatformIdentity, JsonPath> = BTreeMap::new();
             for (image_index, image) in repo.images.iter().enumerate() {
                 let image_path = repo_path.key("images").index(image_index);
                 if let Some(manifest) = &image.manifest {
@@ -259,10 +257,13 @@ impl ImageInfo {
                         &mut issues,
                     );
                 }
+                // A platform may be listed under several images (each manifest list that includes it), but once
+                // in each.
+                let mut identities = FirstSeen::default();
                 for (platform_index, entry) in image.platforms.iter().enumerate() {
                     let path = image_path.key("platforms").index(platform_index);
                     check_platform(file, &path, entry, &mut issues);
-                    if let Some(first) = identities.get(&entry.identity()) {
+                    if let Some(first) = identities.repeat_of(entry.identity(), &path) {
                         issues.push(Issue::new(
                             file,
                             path,
@@ -270,10 +271,8 @@ impl ImageInfo {
                                 "the platform `{}` recorded again (first at `{first}`)",
                                 entry.identity()
                             ),
-                            "each Dockerfile and platform once per repo",
+                            "each Dockerfile and platform once per image",
                         ));
-                    } else {
-                        identities.insert(entry.identity(), path);
                     }
                 }
             }

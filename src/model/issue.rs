@@ -117,6 +117,29 @@ impl fmt::Display for Issues {
 
 impl std::error::Error for Issues {}
 
+/// Remembers where each key was first seen, so that a repeat is reported against its first use.
+#[derive(Debug)]
+pub struct FirstSeen<K>(std::collections::BTreeMap<K, JsonPath>);
+
+impl<K: Ord> Default for FirstSeen<K> {
+    fn default() -> Self {
+        Self(std::collections::BTreeMap::new())
+    }
+}
+
+impl<K: Ord> FirstSeen<K> {
+    /// Where `key` was seen before, if it was; otherwise notes it at `path`.
+    pub fn repeat_of(&mut self, key: K, path: &JsonPath) -> Option<JsonPath> {
+        match self.0.entry(key) {
+            std::collections::btree_map::Entry::Occupied(first) => Some(first.get().clone()),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(path.clone());
+                None
+            }
+        }
+    }
+}
+
 /// Quotes a found value the way messages show values: in backticks.
 pub fn quoted(value: &str) -> String {
     format!("`{value}`")

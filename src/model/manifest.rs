@@ -4,13 +4,14 @@
 //! saves) and resolved (includes merged, every `$(…)` expanded; what stages work from). Both are this type.
 
 use std::collections::{BTreeMap, BTreeSet};
+
 use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::issue::{Issue, JsonPath, quoted};
+use super::issue::{FirstSeen, Issue, JsonPath, quoted};
 use super::platform::{
     self, ARCHITECTURES, DEFAULT_ARCHITECTURE, OPERATING_SYSTEMS, PlatformIdentity,
 };
@@ -322,9 +323,9 @@ impl Manifest {
 }
 
 fn check_repo(repo: &Repo, issues: &mut Vec<Issue>) {
-    // Where each tag and each platform identity was first seen, to report the second use against the first.
-    let mut tags: BTreeMap<&str, String> = BTreeMap::new();
-    let mut identities: BTreeMap<PlatformIdentity, String> = BTreeMap::new();
+    // A tag names one thing in a repository; a platform may appear in several images (ImageBuilder manifests
+    // list a platform under each manifest list that includes it) but only once in each.
+    let mut tags = FirstSeen::default();
     for image in &repo.images {
         if image.platforms.is_empty() {
             issues.push(image.origin.issue(
@@ -342,28 +343,25 @@ fn check_repo(repo: &Repo, issues: &mut Vec<Issue>) {
                 issues,
             );
         }
+        let mut identities = FirstSeen::default();
         for (index, entry) in image.platforms.iter().enumerate() {
             check_platform(&image.origin, index, entry, issues);
             for tag in entry.tags.keys() {
                 let below = [Key("platforms"), Index(index), Key("tags"), Key(tag)];
                 check_tag(&image.origin, &below, tag, &mut tags, issues);
             }
-            let here = image.origin.path_of(&[Key("platforms"), Index(index)]);
-            match identities.entry(entry.identity()) {
-                std::collections::btree_map::Entry::Occupied(first) => {
-                    issues.push(image.origin.issue(
-                        &[Key("platforms"), Index(index)],
-                        format!(
-                            "the platform `{}` declared again (first at `{}`)",
-                            entry.identity(),
-                            first.get()
-                        ),
-                        "each Dockerfile and platform once per repo",
-                    ))
-                }
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(here.to_string());
-                }
+            let below = [Key("platforms"), Index(index)];
+            if let Some(first) =
+                identities.repeat_of(entry.identity(), &image.origin.path_of(&below))
+            {
+                issues.push(image.origin.issue(
+                    &below,
+                    format!(
+                        "the platform `{}` declared again (first at `{first}`)",
+                        entry.identity()
+                    ),
+                    "each Dockerfile and platform once per image",
+                ));
             }
         }
     }
@@ -405,24 +403,21 @@ fn check_tag<'a>(
     origin: &Origin,
     below: &[PathStep<'_>],
     tag: &'a str,
-    seen: &mut BTreeMap<&'a str, String>,
+    seen: &mut FirstSeen<&'a str>,
     issues: &mut Vec<Issue>,
 ) {
-    let here = origin.path_of(below).to_string();
     if !is_valid_tag(tag) {
         issues.push(origin.issue(
             below,
             format!("the tag {}", quoted(tag)),
             "up to 128 letters, digits, `_`, `.` and `-`, not starting with `.` or `-`",
         ));
-    } else if let Some(first) = seen.get(tag) {
+    } else if let Some(first) = seen.repeat_of(tag, &origin.path_of(below)) {
         issues.push(origin.issue(
             below,
             format!("the tag {} already used at `{first}`", quoted(tag)),
             "each tag once per repo",
         ));
-    } else {
-        seen.insert(tag, here);
     }
 }
 

@@ -4,13 +4,13 @@
 //! (Dockerfile, os, osVersion, architecture, variant), images by the manifest image their platforms belong to.
 //! Two fragments may record the same platform (a retried leg, an overlapping filter) only with the same digest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::image_info::{ImageData, ImageInfo, ManifestData, PlatformData, RepoData};
 use super::issue::JsonPath;
 use super::ledger::{Pipeline, Stage};
-use super::manifest::Manifest;
+use super::manifest::{Manifest, Repo};
 use super::platform::PlatformIdentity;
 
 /// A fragment as read from its file.
@@ -51,15 +51,14 @@ pub enum MergeError {
         platform: PlatformIdentity,
     },
     #[error(
-        "`{file}` at `{path}`: platform {platform} of `{repo}` matches {count} manifest entries; record its variant",
-        file = .file.display()
+        "`{file}` at `{path}`: the image matches {candidates} of `{repo}` equally well",
+        file = .file.display(), candidates = .candidates.join(", ")
     )]
-    AmbiguousPlatform {
+    AmbiguousImage {
         file: PathBuf,
         path: JsonPath,
         repo: String,
-        platform: PlatformIdentity,
-        count: usize,
+        candidates: Vec<String>,
     },
 }
 
@@ -113,6 +112,13 @@ struct Position {
     platform: usize,
 }
 
+/// A platform as the manifest declares it.
+struct Declared {
+    position: Position,
+    identity: PlatformIdentity,
+    tags: BTreeSet<String>,
+}
+
 /// A platform or index value together with the fragment it came from, for conflict messages.
 struct Sourced<T> {
     value: T,
@@ -125,28 +131,169 @@ struct MergedImage {
     platforms: BTreeMap<usize, Sourced<PlatformData>>,
 }
 
-/// The manifest's platforms, indexed by repository and identity (without variant, which image-info 1.0 omits).
-struct Declarations<'a> {
-    repos: HashMap<&'a str, HashMap<PlatformIdentity, Vec<(Position, PlatformIdentity)>>>,
+/// One repository's declarations: its platforms indexed by identity without variant (image-info 1.0 records
+/// none), and its images.
+struct DeclaredRepo<'a> {
+    repo: &'a Repo,
+    platforms: HashMap<PlatformIdentity, Vec<Declared>>,
 }
 
-impl<'a> Declarations<'a> {
-    fn new(manifest: &'a Manifest) -> Self {
-        let mut repos = HashMap::new();
-        for repo in &manifest.repos {
-            let platforms: &mut HashMap<PlatformIdentity, Vec<_>> =
-                repos.entry(repo.name.as_str()).or_default();
-            for (image, declared) in repo.images.iter().enumerate() {
-                for (platform, entry) in declared.platforms.iter().enumerate() {
-                    let identity = entry.identity();
-                    platforms
-                        .entry(identity.without_variant())
-                        .or_default()
-                        .push((Position { image, platform }, identity));
-                }
+impl<'a> DeclaredRepo<'a> {
+    fn new(repo: &'a Repo) -> Self {
+        let mut platforms: HashMap<PlatformIdentity, Vec<Declared>> = HashMap::new();
+        for (image, declared) in repo.images.iter().enumerate() {
+            for (platform, entry) in declared.platforms.iter().enumerate() {
+                let identity = entry.identity();
+                platforms
+                    .entry(identity.without_variant())
+                    .or_default()
+                    .push(Declared {
+                        position: Position { image, platform },
+                        identity,
+                        tags: entry.tags.keys().cloned().collect(),
+                    });
             }
         }
-        Self { repos }
+        Self { repo, platforms }
+    }
+
+    /// The declarations a recorded platform may stand for.
+    fn candidates(&self, identity: &PlatformIdentity) -> Vec<&Declared> {
+        self.platforms
+            .get(&identity.without_variant())
+            .into_iter()
+            .flatten()
+            .filter(|declared| identity.matches(&declared.identity))
+            .collect()
+    }
+
+    /// Places each platform of a recorded image in the manifest.
+    ///
+    /// One Dockerfile may be declared in several images (each manifest list that includes it), so a platform
+    /// alone does not say which image it belongs to. The image does: of the manifest images that declare all of
+    /// its platforms (and its product version), the one whose tags it carries wins.
+    fn place(
+        &self,
+        fragment: &Path,
+        image_path: &JsonPath,
+        image: &ImageData,
+    ) -> Result<Vec<Position>, MergeError> {
+        let mut candidates = Vec::with_capacity(image.platforms.len());
+        for (index, platform) in image.platforms.iter().enumerate() {
+            let identity = platform.identity();
+            let found = self.candidates(&identity);
+            if found.is_empty() {
+                return Err(MergeError::UnknownPlatform {
+                    file: fragment.to_owned(),
+                    path: image_path.key("platforms").index(index),
+                    repo: self.repo.name.clone(),
+                    platform: identity,
+                });
+            }
+            candidates.push(found);
+        }
+        let images: BTreeSet<usize> = candidates
+            .iter()
+            .map(|found| {
+                found
+                    .iter()
+                    .map(|declared| declared.position.image)
+                    .collect::<BTreeSet<_>>()
+            })
+            .reduce(|common, next| &common & &next)
+            .unwrap_or_default();
+        let product_version_fits = |index: &usize| match (
+            &image.product_version,
+            &self.repo.images[*index].product_version,
+        ) {
+            (Some(recorded), Some(declared)) => recorded == declared,
+            _ => true,
+        };
+        let scored: Vec<(usize, usize)> = images
+            .into_iter()
+            .filter(product_version_fits)
+            .map(|index| (index, self.score(index, image, &candidates)))
+            .collect();
+        let best = scored.iter().map(|(_, score)| *score).max();
+        let winners: Vec<usize> = scored
+            .iter()
+            .filter(|(_, score)| Some(*score) == best)
+            .map(|(index, _)| *index)
+            .collect();
+        let chosen = match winners.as_slice() {
+            [only] => *only,
+            // No single image declares all its platforms: place each by itself, where that is unambiguous.
+            [] => return self.place_each(fragment, image_path, &candidates),
+            _ => {
+                return Err(MergeError::AmbiguousImage {
+                    file: fragment.to_owned(),
+                    path: image_path.clone(),
+                    repo: self.repo.name.clone(),
+                    candidates: winners
+                        .iter()
+                        .map(|index| self.image_path(*index))
+                        .collect(),
+                });
+            }
+        };
+        Ok(candidates
+            .iter()
+            .filter_map(|found| {
+                found
+                    .iter()
+                    .find(|declared| declared.position.image == chosen)
+            })
+            .map(|declared| declared.position)
+            .collect())
+    }
+
+    /// How well a recorded image fits manifest image `index`: one point per platform whose tags are exactly the
+    /// declared ones, one for shared tags that are exactly the declared ones.
+    fn score(&self, index: usize, image: &ImageData, candidates: &[Vec<&Declared>]) -> usize {
+        let platforms = image
+            .platforms
+            .iter()
+            .zip(candidates)
+            .filter(|(platform, found)| {
+                let tags: BTreeSet<String> = platform.simple_tags.iter().cloned().collect();
+                found
+                    .iter()
+                    .any(|declared| declared.position.image == index && declared.tags == tags)
+            })
+            .count();
+        let shared = image.manifest.as_ref().is_some_and(|manifest| {
+            let recorded: BTreeSet<&String> = manifest.shared_tags.iter().collect();
+            let declared: BTreeSet<&String> = self.repo.images[index].shared_tags.keys().collect();
+            recorded == declared
+        });
+        platforms + usize::from(shared)
+    }
+
+    fn place_each(
+        &self,
+        fragment: &Path,
+        image_path: &JsonPath,
+        candidates: &[Vec<&Declared>],
+    ) -> Result<Vec<Position>, MergeError> {
+        candidates
+            .iter()
+            .map(|found| match found.as_slice() {
+                [only] => Ok(only.position),
+                _ => Err(MergeError::AmbiguousImage {
+                    file: fragment.to_owned(),
+                    path: image_path.clone(),
+                    repo: self.repo.name.clone(),
+                    candidates: found
+                        .iter()
+                        .map(|declared| self.image_path(declared.position.image))
+                        .collect(),
+                }),
+            })
+            .collect()
+    }
+
+    fn image_path(&self, index: usize) -> String {
+        format!("`{}`", self.repo.images[index].origin.path)
     }
 }
 
@@ -156,32 +303,34 @@ pub fn merge_fragments(
     manifest: &Manifest,
     fragments: &[Fragment],
 ) -> Result<ImageInfo, MergeError> {
-    let declarations = Declarations::new(manifest);
+    let declarations: HashMap<&str, DeclaredRepo<'_>> = manifest
+        .repos
+        .iter()
+        .map(|repo| (repo.name.as_str(), DeclaredRepo::new(repo)))
+        .collect();
     let mut merged: BTreeMap<&str, BTreeMap<usize, MergedImage>> = BTreeMap::new();
     let mut pipeline = Pipeline::default();
     for fragment in fragments {
         for (repo_index, repo) in fragment.info.repos.iter().enumerate() {
             let repo_path = JsonPath::root().key("repos").index(repo_index);
-            let Some((&repo_name, declared)) = declarations.repos.get_key_value(repo.repo.as_str())
-            else {
+            let Some(declared) = declarations.get(repo.repo.as_str()) else {
                 return Err(MergeError::UnknownRepository {
                     file: fragment.file.clone(),
                     path: repo_path.key("repo"),
                     repo: repo.repo.clone(),
                 });
             };
+            let repo_name = declared.repo.name.as_str();
             let images = merged.entry(repo_name).or_default();
             for (image_index, image) in repo.images.iter().enumerate() {
                 let image_path = repo_path.key("images").index(image_index);
-                let mut first_position = None;
-                for (platform_index, platform) in image.platforms.iter().enumerate() {
-                    let path = image_path.key("platforms").index(platform_index);
-                    let position = locate(declared, fragment, repo_name, path, platform)?;
-                    first_position.get_or_insert(position);
+                let positions = declared.place(&fragment.file, &image_path, image)?;
+                for (position, platform) in positions.iter().zip(&image.platforms) {
                     let slot = images.entry(position.image).or_default();
                     add_platform(slot, repo_name, position.platform, platform, &fragment.file)?;
                 }
-                if let (Some(position), Some(manifest_data)) = (first_position, &image.manifest) {
+                if let (Some(position), Some(manifest_data)) = (positions.first(), &image.manifest)
+                {
                     let slot = images.entry(position.image).or_default();
                     add_index(slot, repo_name, manifest_data, &fragment.file)?;
                 }
@@ -232,39 +381,6 @@ pub fn merge_fragments(
     }
     info.normalize();
     Ok(info)
-}
-
-fn locate(
-    declared: &HashMap<PlatformIdentity, Vec<(Position, PlatformIdentity)>>,
-    fragment: &Fragment,
-    repo: &str,
-    path: JsonPath,
-    platform: &PlatformData,
-) -> Result<Position, MergeError> {
-    let identity = platform.identity();
-    let candidates: Vec<Position> = declared
-        .get(&identity.without_variant())
-        .into_iter()
-        .flatten()
-        .filter(|(_, declared)| identity.matches(declared))
-        .map(|(position, _)| *position)
-        .collect();
-    match candidates.as_slice() {
-        [position] => Ok(*position),
-        [] => Err(MergeError::UnknownPlatform {
-            file: fragment.file.clone(),
-            path,
-            repo: repo.to_owned(),
-            platform: identity,
-        }),
-        _ => Err(MergeError::AmbiguousPlatform {
-            file: fragment.file.clone(),
-            path,
-            repo: repo.to_owned(),
-            platform: identity,
-            count: candidates.len(),
-        }),
-    }
 }
 
 fn add_platform(
@@ -489,6 +605,51 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "`x.json` at `repos[0].images[0].platforms[0]`: platform app/s390x (linux/s390x, bookworm) of `team/app` is not declared in the manifest"
+        );
+    }
+
+    #[test]
+    fn a_dockerfile_in_two_images_goes_where_its_tags_are_declared() {
+        // As in ImageBuilder manifests: `1.4` lists the platform with its tags, `latest` lists it again without.
+        let mut manifest = manifest();
+        let mut tagged = manifest.repos[0].images[0].platforms[0].clone();
+        tagged.tags.insert("1.4-amd64".into(), Default::default());
+        manifest.repos[0].images[0].platforms[0] = tagged;
+        let mut again = manifest.repos[0].images[0].clone();
+        again.platforms.truncate(1);
+        again.platforms[0].tags.clear();
+        manifest.repos[0].images.push(again);
+
+        let fragments = [
+            fragment(
+                "tagged.json",
+                vec![built("app/amd64", "amd64", 'a', &["1.4-amd64"])],
+            ),
+            fragment("untagged.json", vec![built("app/amd64", "amd64", 'a', &[])]),
+        ];
+        let info = merge_fragments(&manifest, &fragments).expect("merges");
+        let tags: Vec<Vec<String>> = info.repos[0]
+            .images
+            .iter()
+            .map(|image| {
+                image
+                    .platforms
+                    .iter()
+                    .flat_map(|platform| platform.simple_tags.clone())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(tags, [vec!["1.4-amd64".to_owned()], vec![]]);
+        assert_eq!(info.repos[0].images.len(), 2);
+
+        let unclear = [fragment(
+            "unclear.json",
+            vec![built("app/amd64", "amd64", 'a', &["other"])],
+        )];
+        let error = merge_fragments(&manifest, &unclear).expect_err("two images fit equally");
+        assert!(
+            matches!(error, MergeError::AmbiguousImage { .. }),
+            "{error}"
         );
     }
 
