@@ -1,0 +1,17 @@
+//! The harness for integration tests against real servers and tools (STYLE.md "Tests").
+//!
+//! Each test starts its own [`Registry`] on a free loopback port, so tests run in parallel. A missing server
+//! or tool is a failure naming `scripts/install-test-deps.sh`, never a silent skip.
+// Each test binary uses only part of the harness.
+#![allow(dead_code, unused_imports)]
+
+pub mod commands;
+pub mod credentials;
+pub mod registry;
+pub mod shared_data;
+pub mod tls;
+pub mod tools;
+
+pub use credentials::Credentials;
+pub use registry::Registry;
+pub use shared_data::shared_data;

@@ -1,0 +1,45 @@
+//! The external tools our output is checked with and measured against (DESIGN.md §9).
+//!
+//! cosign, skopeo 1.18 and oras come from Debian trixie as wrappers in the tools dir; skopeo 1.9 and buildah
+//! are the system's. All are installed by `scripts/install-test-deps.sh`.
+
+use std::path::{Path, PathBuf};
+
+use super::commands::{require, require_executable};
+
+/// `IMAGEPIPE_TOOLS_DIR`, or `tools/` in the repository.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("IMAGEPIPE_TOOLS_DIR")
+        .filter(|directory| !directory.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tools"))
+}
+
+/// cosign 2.x.
+pub fn cosign() -> PathBuf {
+    wrapper("cosign")
+}
+
+/// skopeo 1.18, with sigstore support (Debian bookworm's 1.9 has it patched out).
+pub fn skopeo_1_18() -> PathBuf {
+    wrapper("skopeo-1.18")
+}
+
+/// oras 1.2.
+pub fn oras() -> PathBuf {
+    wrapper("oras")
+}
+
+/// The system's skopeo (1.9 on bookworm): copies images and `.sig` attachments, verifies no signature.
+pub fn skopeo() -> PathBuf {
+    require("skopeo")
+}
+
+/// The system's buildah; run it with `STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot`.
+pub fn buildah() -> PathBuf {
+    require("buildah")
+}
+
+fn wrapper(name: &str) -> PathBuf {
+    require_executable(tools_dir().join("bin").join(name))
+}
