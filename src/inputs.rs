@@ -17,7 +17,7 @@ const IMAGE_INFO_DOCUMENT: &str = "an image-info.json document (see `imagepipe s
 pub enum InputError {
     #[error(transparent)]
     File(#[from] JsonFileError),
-    #[error("`{file}` is not valid: {issues}", file = .file.display())]
+    #[error("{}", invalid_summary(.file, .issues))]
     Invalid { file: PathBuf, issues: Issues },
     #[error("cannot list `{folder}`", folder = .folder.display())]
     List {
@@ -29,6 +29,14 @@ pub enum InputError {
     NoFragments { folder: PathBuf },
 }
 
+/// One problem is the message itself; several are counted here and listed one per line by the reporter.
+fn invalid_summary(file: &Path, issues: &Issues) -> String {
+    match issues.0.as_slice() {
+        [only] => only.to_string(),
+        all => format!("`{}` has {} problems", file.display(), all.len()),
+    }
+}
+
 impl InputError {
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -36,7 +44,6 @@ impl InputError {
                 "point `--fragments` at the folder the build legs' artifacts were downloaded into"
                     .to_owned(),
             ),
-            Self::Invalid { .. } => Some("`imagepipe validate` lists every problem".to_owned()),
             _ => None,
         }
     }
@@ -65,8 +72,15 @@ pub fn load_manifest(
     if !issues.is_empty() {
         return Err(invalid(issues));
     }
-    let resolved = written.resolve(overrides).map_err(invalid)?;
-    let issues = resolved.check();
+    let (resolved, mut issues) = written.resolve(overrides);
+    // A reference that could not be expanded also makes a bad tag or path there: report the cause only.
+    let unresolved: Vec<JsonPath> = issues.iter().map(|issue| issue.path.clone()).collect();
+    issues.extend(
+        resolved
+            .check()
+            .into_iter()
+            .filter(|issue| !unresolved.contains(&issue.path)),
+    );
     if issues.is_empty() {
         Ok(resolved)
     } else {

@@ -67,12 +67,12 @@ fn issue_of(file: &Path, path: JsonPath, error: &serde_json::Error, expected: &s
             file,
             path,
             format!(
-                "invalid JSON at line {}, column {}: {}",
+                "a syntax error at line {}, column {} ({})",
                 error.line(),
                 error.column(),
                 message_of(error)
             ),
-            "a JSON document",
+            "well-formed JSON",
         )
     } else {
         Issue::from_serde(file, path, &message_of(error), expected)
@@ -154,7 +154,7 @@ mod tests {
     fn syntax_errors_name_line_and_column() {
         let issue = parse_error("{\"repos\": [\n  {\"a\": 1,}\n]}");
         assert!(
-            issue.found.starts_with("invalid JSON at line 2, column"),
+            issue.found.starts_with("a syntax error at line 2, column"),
             "{}",
             issue.found
         );

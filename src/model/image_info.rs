@@ -93,7 +93,7 @@ pub struct ManifestData {
 pub struct PlatformData {
     /// The Dockerfile the image was built from.
     pub dockerfile: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub simple_tags: Vec<String>,
     /// `registry/repo@sha256:…` of the platform image, named with the public registry.
     pub digest: String,
@@ -112,6 +112,7 @@ pub struct PlatformData {
     pub commit_url: Option<String>,
     /// Layers in build order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<WrittenLayer>")]
     pub layers: Vec<Layer>,
     /// Set when the platform was not rebuilt in this run and its published digest was reused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -123,7 +124,7 @@ pub struct PlatformData {
 }
 
 /// A layer: a bare digest string in schemaVersion 1.0, `{digest, size}` in 2.0.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Layer {
     pub digest: String,
     /// Unknown for layers read from schemaVersion 1.0, which recorded none; then left out rather than invented.
@@ -131,20 +132,24 @@ pub struct Layer {
     pub size: Option<u64>,
 }
 
+/// The two ways a layer is written, as read.
+#[derive(Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "a layer digest string or an object with `digest` and `size`"
+)]
+enum WrittenLayer {
+    /// schemaVersion 1.0: the digest alone.
+    Digest(String),
+    /// schemaVersion 2.0.
+    Described { digest: String, size: Option<u64> },
+}
+
 impl<'de> Deserialize<'de> for Layer {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(
-            untagged,
-            expecting = "a layer digest string or an object with `digest` and `size`"
-        )]
-        enum Written {
-            Digest(String),
-            Described { digest: String, size: Option<u64> },
-        }
-        Ok(match Written::deserialize(deserializer)? {
-            Written::Digest(digest) => Layer { digest, size: None },
-            Written::Described { digest, size } => Layer { digest, size },
+        Ok(match WrittenLayer::deserialize(deserializer)? {
+            WrittenLayer::Digest(digest) => Layer { digest, size: None },
+            WrittenLayer::Described { digest, size } => Layer { digest, size },
         })
     }
 }

@@ -34,10 +34,12 @@ pub struct Manifest {
     /// Further manifest files, relative to this one, whose variables and repos are merged in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub includes: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repos: Vec<Repo>,
     #[serde(flatten)]
     pub extra: Extra,
+    #[serde(skip)]
+    pub origin: Origin,
 }
 
 /// Variable values are mostly strings; real files also hold numbers.
@@ -177,6 +179,10 @@ impl Repo {
 impl Manifest {
     /// Records where each repo and image stands in `file`, so issues found later name the right place.
     pub fn locate(&mut self, file: &Path) {
+        self.origin = Origin {
+            file: file.to_owned(),
+            path: JsonPath::root(),
+        };
         for (repo_index, repo) in self.repos.iter_mut().enumerate() {
             let repo_path = JsonPath::root().key("repos").index(repo_index);
             for (image_index, image) in repo.images.iter_mut().enumerate() {
@@ -232,8 +238,9 @@ impl Manifest {
     }
 
     /// Expands every `$(…)` in the fields stages read. `overrides` (from `--var` and built-ins such as
-    /// `UniqueId`) take precedence over the manifest's own variables.
-    pub fn resolve(&self, overrides: &BTreeMap<String, String>) -> Result<Manifest, Vec<Issue>> {
+    /// `UniqueId`) take precedence over the manifest's own variables. Returns the manifest expanded as far as
+    /// possible (a reference that cannot be expanded stays as written) and an issue for each such reference.
+    pub fn resolve(&self, overrides: &BTreeMap<String, String>) -> (Manifest, Vec<Issue>) {
         let mut values: BTreeMap<String, String> = self
             .variables
             .iter()
@@ -242,11 +249,15 @@ impl Manifest {
         values.extend(overrides.clone());
         let plain = Variables::new(values.clone(), BTreeMap::new());
         let mut issues = Vec::new();
-        let root = Origin::default();
-        let registry = self
-            .registry
-            .as_deref()
-            .map(|registry| resolve_text(&plain, registry, &root, &[Key("registry")], &mut issues));
+        let registry = self.registry.as_deref().map(|registry| {
+            resolve_text(
+                &plain,
+                registry,
+                &self.origin,
+                &[Key("registry")],
+                &mut issues,
+            )
+        });
         let repositories = self
             .repos
             .iter()
@@ -279,12 +290,12 @@ impl Manifest {
             includes: Vec::new(),
             repos,
             extra: self.extra.clone(),
+            origin: self.origin.clone(),
         };
-        if issues.is_empty() {
-            Ok(resolved)
-        } else {
-            Err(issues)
-        }
+        // A repository name is expanded twice (for `$(Repo:<id>)` and for itself): report it once.
+        issues.sort();
+        issues.dedup();
+        (resolved, issues)
     }
 
     /// Checks a resolved manifest for what would break a build or a publish.
@@ -540,9 +551,15 @@ fn resolve_text(
     issues: &mut Vec<Issue>,
 ) -> String {
     variables.resolve(text).unwrap_or_else(|error| {
+        let found =
+            if text.starts_with("$(") && text.ends_with(')') && text.matches("$(").count() == 1 {
+                error.to_string()
+            } else {
+                format!("{error} in {}", quoted(text))
+            };
         issues.push(origin.issue(
             below,
-            format!("{} in {}", error, quoted(text)),
+            found,
             "references to defined variables and repository ids",
         ));
         text.to_owned()
@@ -590,7 +607,8 @@ mod tests {
     #[test]
     fn resolves_variables_repo_ids_and_overrides() {
         let manifest = parse(SMALL);
-        let resolved = manifest.resolve(&BTreeMap::new()).expect("resolves");
+        let (resolved, issues) = manifest.resolve(&BTreeMap::new());
+        assert!(issues.is_empty(), "{issues:?}");
         let image = &resolved.repos[0].images[0];
         assert_eq!(image.product_version.as_deref(), Some("1.4.2"));
         assert_eq!(
@@ -609,7 +627,7 @@ mod tests {
         assert!(resolved.check().is_empty(), "{:?}", resolved.check());
 
         let overrides = BTreeMap::from([("ver".to_owned(), "2.0".to_owned())]);
-        let overridden = manifest.resolve(&overrides).expect("resolves");
+        let (overridden, _) = manifest.resolve(&overrides);
         assert_eq!(
             overridden.repos[0].images[0].product_version.as_deref(),
             Some("2.0.2")
@@ -641,9 +659,7 @@ mod tests {
             r#"{"repos": [{"name": "app", "images": [{"platforms": [
                 {"dockerfile": "x", "os": "linux", "tags": {"$(nope)-x": {}}}]}]}]}"#,
         );
-        let issues = manifest
-            .resolve(&BTreeMap::new())
-            .expect_err("must not resolve");
+        let (_, issues) = manifest.resolve(&BTreeMap::new());
         assert_eq!(issues.len(), 1);
         assert_eq!(
             issues[0].path.to_string(),
@@ -666,9 +682,7 @@ mod tests {
                 {"dockerfile": "c/Dockerfile", "os": "linux", "architecture": "arm", "variant": "v9"}
             ]}]}]}"#,
         );
-        let resolved = manifest
-            .resolve(&BTreeMap::new())
-            .expect("nothing to resolve");
+        let (resolved, _) = manifest.resolve(&BTreeMap::new());
         let found: Vec<String> = resolved
             .check()
             .iter()

@@ -43,13 +43,13 @@ pub fn run(settings: Settings, run: &RunIdentity, host: &mut dyn CiHost) -> anyh
 
     let counts = info.counts();
     tracing::info!(
-        "merged {} fragments ({} superseded) into `{}`: {} repos, {} images, {} platforms",
-        selection.kept.len(),
+        "merged {} ({} superseded) into `{}`: {}, {}, {}",
+        summary::count(selection.kept.len(), "fragment"),
         selection.superseded.len(),
         output.display(),
-        counts.repos,
-        counts.images,
-        counts.platforms
+        summary::count(counts.repos, "repo"),
+        summary::count(counts.images, "image"),
+        summary::count(counts.platforms, "platform"),
     );
     ci::set_stage_outputs(host, Stage::PostBuild, &output, &digest)
         .context("setting the step outputs")?;

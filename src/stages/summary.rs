@@ -37,6 +37,15 @@ pub fn image_table(title: &str, info: &ImageInfo) -> String {
     table
 }
 
+/// `1 repo`, `2 repos`: counts as log lines show them.
+pub fn count(number: usize, noun: &str) -> String {
+    if number == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{number} {noun}s")
+    }
+}
+
 /// `sha256:` and the first 12 hex digits: enough to tell digests apart in a table.
 fn short_digest(reference: &str) -> &str {
     let digest = reference

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::inputs::{self, InputError};
 use crate::model::issue::Issues;
+use crate::stages::summary::count;
 
 pub struct Settings {
     pub manifest: Option<PathBuf>,
@@ -23,12 +24,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         match inputs::load_manifest(file, &variables) {
             Ok(loaded) => {
                 let images = loaded.repos.iter().flat_map(|repo| &repo.images);
-                let platforms: usize = images.clone().map(|image| image.platforms.len()).sum();
+                let platforms = images.clone().map(|image| image.platforms.len()).sum();
                 tracing::info!(
-                    "`{}` is valid: {} repos, {} images, {platforms} platforms",
+                    "`{}` is valid: {}, {}, {}",
                     file.display(),
-                    loaded.repos.len(),
-                    images.count()
+                    count(loaded.repos.len(), "repo"),
+                    count(images.count(), "image"),
+                    count(platforms, "platform")
                 );
             }
             Err(error) => problems.push(error),
@@ -39,12 +41,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             Ok(loaded) => {
                 let counts = loaded.counts();
                 tracing::info!(
-                    "`{}` is valid: {} repos, {} images, {} platforms, {} manifest lists",
+                    "`{}` is valid: {}, {}, {}, {}",
                     file.display(),
-                    counts.repos,
-                    counts.images,
-                    counts.platforms,
-                    counts.indexes
+                    count(counts.repos, "repo"),
+                    count(counts.images, "image"),
+                    count(counts.platforms, "platform"),
+                    count(counts.indexes, "manifest list")
                 );
             }
             Err(error) => problems.push(error),
@@ -61,14 +63,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             {
                 return Err(problems.remove(unreadable).into());
             }
-            // Both files are wrong: report every issue of both under the first file's name.
+            // Both files are wrong: one error listing the issues of both.
             let issues = problems
                 .iter()
                 .flat_map(|problem| problem.issues().to_vec())
                 .collect();
-            let file = manifest.or(image_info).unwrap_or_default();
+            let both = [manifest, image_info].into_iter().flatten();
+            let names: Vec<String> = both.map(|file| file.display().to_string()).collect();
             Err(InputError::Invalid {
-                file,
+                file: PathBuf::from(names.join("` and `")),
                 issues: Issues(issues),
             }
             .into())
