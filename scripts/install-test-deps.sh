@@ -15,6 +15,10 @@ system_packages=(docker-registry buildah skopeo apache2-utils openssl ca-certifi
 # libgpgme in turn links libassuan and libgpg-error. cosign and oras link only libc.
 trixie_packages=(cosign skopeo oras libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0)
 
+# Validators from PyPI: check-jsonschema checks our files against the committed schemas (and, later, the
+# generated GitHub and Azure YAML against their official schemas).
+python_packages=(check-jsonschema==0.39.0)
+
 log() { printf '==> %s\n' "$*" >&2; }
 
 is_installed() {
@@ -170,12 +174,26 @@ check_versions() {
     echo "skopeo      $(skopeo --version | sed 's/^skopeo version //')  ($(command -v skopeo))"
     echo "buildah     $(buildah --version | sed 's/^buildah version //')  ($(command -v buildah))"
     echo "registry    $(docker-registry --version)  ($(command -v docker-registry))"
+    echo "check-jsonschema $(check-jsonschema --version | sed 's/^.*version //')  ($(command -v check-jsonschema))"
     [[ $cosign_version == 2.* ]] || { log "expected cosign 2.x"; return 1; }
     [[ $skopeo_version == "skopeo version 1.18."* ]] || { log "expected skopeo 1.18"; return 1; }
     [[ -n $oras_version ]] || { log "oras did not report a version"; return 1; }
 }
 
+install_python_packages() {
+    if command -v check-jsonschema >/dev/null 2>&1; then
+        log "python packages already installed"
+        return
+    fi
+    log "installing ${python_packages[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${python_packages[@]}"
+    # pyenv finds new console scripts only after a rehash.
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+    command -v check-jsonschema >/dev/null 2>&1 || { log "check-jsonschema is not on PATH after install"; return 1; }
+}
+
 install_system_packages
+install_python_packages
 if trixie_tools_present; then
     log "trixie tools already in $tools_dir"
 else
