@@ -4,6 +4,7 @@
 //! (Dockerfile, os, osVersion, architecture, variant), images by the manifest image their platforms belong to.
 //! Two fragments may record the same platform (a retried leg, an overlapping filter) only with the same digest.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -23,12 +24,13 @@ pub struct Fragment {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
     #[error(
-        "`{repo}` {platform} has digest `{first_digest}` in `{first_file}` and `{second_digest}` in `{second_file}`",
+        "`{repo}` {subject} has digest `{first_digest}` in `{first_file}` and `{second_digest}` in `{second_file}`",
         first_file = .first_file.display(), second_file = .second_file.display()
     )]
     DigestConflict {
         repo: String,
-        platform: String,
+        /// The platform, or "manifest list".
+        subject: String,
         first_file: PathBuf,
         first_digest: String,
         second_file: PathBuf,
@@ -390,38 +392,16 @@ fn add_platform(
     platform: &PlatformData,
     file: &Path,
 ) -> Result<(), MergeError> {
-    let Some(existing) = image.platforms.get_mut(&index) else {
-        image.platforms.insert(
-            index,
-            Sourced {
-                value: platform.clone(),
-                file: file.to_owned(),
-            },
-        );
-        return Ok(());
-    };
-    if existing.value.digest != platform.digest {
-        return Err(MergeError::DigestConflict {
-            repo: repo.to_owned(),
-            platform: platform.identity().to_string(),
-            first_file: existing.file.clone(),
-            first_digest: existing.value.digest.clone(),
-            second_file: file.to_owned(),
-            second_digest: platform.digest.clone(),
-        });
+    match image.platforms.entry(index) {
+        Entry::Vacant(slot) => {
+            slot.insert(Sourced::new(platform, file));
+            Ok(())
+        }
+        Entry::Occupied(mut slot) => {
+            let what = || platform.identity().to_string();
+            slot.get_mut().absorb(repo, what, platform, file)
+        }
     }
-    let kept = &mut existing.value;
-    kept.simple_tags
-        .extend(platform.simple_tags.iter().cloned());
-    kept.signatures.extend(platform.signatures.iter().cloned());
-    fill(&mut kept.base_image_digest, &platform.base_image_digest);
-    fill(&mut kept.created, &platform.created);
-    fill(&mut kept.commit_url, &platform.commit_url);
-    fill(&mut kept.variant, &platform.variant);
-    if kept.layers.is_empty() {
-        kept.layers.clone_from(&platform.layers);
-    }
-    Ok(())
 }
 
 fn add_index(
@@ -430,32 +410,80 @@ fn add_index(
     manifest: &ManifestData,
     file: &Path,
 ) -> Result<(), MergeError> {
-    let Some(existing) = &mut image.manifest else {
-        image.manifest = Some(Sourced {
-            value: manifest.clone(),
-            file: file.to_owned(),
-        });
-        return Ok(());
-    };
-    if existing.value.digest != manifest.digest {
-        return Err(MergeError::DigestConflict {
-            repo: repo.to_owned(),
-            platform: "manifest list".to_owned(),
-            first_file: existing.file.clone(),
-            first_digest: existing.value.digest.clone(),
-            second_file: file.to_owned(),
-            second_digest: manifest.digest.clone(),
-        });
+    match &mut image.manifest {
+        None => {
+            image.manifest = Some(Sourced::new(manifest, file));
+            Ok(())
+        }
+        Some(existing) => existing.absorb(repo, || "manifest list".to_owned(), manifest, file),
     }
-    existing
-        .value
-        .shared_tags
-        .extend(manifest.shared_tags.iter().cloned());
-    existing
-        .value
-        .signatures
-        .extend(manifest.signatures.iter().cloned());
-    Ok(())
+}
+
+/// A platform or an index as fragments record it: identified by its digest, completed by what another
+/// fragment knows about the same digest.
+trait Recorded: Clone {
+    fn digest(&self) -> &str;
+    fn complete_from(&mut self, other: &Self);
+}
+
+impl Recorded for PlatformData {
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn complete_from(&mut self, other: &Self) {
+        self.simple_tags.extend(other.simple_tags.iter().cloned());
+        self.signatures.extend(other.signatures.iter().cloned());
+        fill(&mut self.base_image_digest, &other.base_image_digest);
+        fill(&mut self.created, &other.created);
+        fill(&mut self.commit_url, &other.commit_url);
+        fill(&mut self.variant, &other.variant);
+        if self.layers.is_empty() {
+            self.layers.clone_from(&other.layers);
+        }
+    }
+}
+
+impl Recorded for ManifestData {
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn complete_from(&mut self, other: &Self) {
+        self.shared_tags.extend(other.shared_tags.iter().cloned());
+        self.signatures.extend(other.signatures.iter().cloned());
+    }
+}
+
+impl<T: Recorded> Sourced<T> {
+    fn new(value: &T, file: &Path) -> Self {
+        Self {
+            value: value.clone(),
+            file: file.to_owned(),
+        }
+    }
+
+    /// Merges a second record of the same thing; a different digest is a conflict naming both files.
+    fn absorb(
+        &mut self,
+        repo: &str,
+        what: impl FnOnce() -> String,
+        other: &T,
+        file: &Path,
+    ) -> Result<(), MergeError> {
+        if self.value.digest() != other.digest() {
+            return Err(MergeError::DigestConflict {
+                repo: repo.to_owned(),
+                subject: what(),
+                first_file: self.file.clone(),
+                first_digest: self.value.digest().to_owned(),
+                second_file: file.to_owned(),
+                second_digest: other.digest().to_owned(),
+            });
+        }
+        self.value.complete_from(other);
+        Ok(())
+    }
 }
 
 fn fill(kept: &mut Option<String>, other: &Option<String>) {
