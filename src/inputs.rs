@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::json_file::{self, JsonFileError};
 use crate::model::image_info::ImageInfo;
-use crate::model::issue::{Issue, Issues, JsonPath, quoted};
+use crate::model::issue::{Issue, JsonPath, quoted};
 use crate::model::manifest::Manifest;
 use crate::model::merge::Fragment;
 
@@ -18,7 +18,11 @@ pub enum InputError {
     #[error(transparent)]
     File(#[from] JsonFileError),
     #[error("{}", invalid_summary(.file, .issues))]
-    Invalid { file: PathBuf, issues: Issues },
+    Invalid {
+        file: PathBuf,
+        /// Every problem, so a user fixes the file in one pass rather than one error per run.
+        issues: Vec<Issue>,
+    },
     #[error("cannot list `{folder}`", folder = .folder.display())]
     List {
         folder: PathBuf,
@@ -30,8 +34,8 @@ pub enum InputError {
 }
 
 /// One problem is the message itself; several are counted here and listed one per line by the reporter.
-fn invalid_summary(file: &Path, issues: &Issues) -> String {
-    match issues.0.as_slice() {
+fn invalid_summary(file: &Path, issues: &[Issue]) -> String {
+    match issues {
         [only] => only.to_string(),
         all => format!("`{}` has {} problems", file.display(), all.len()),
     }
@@ -51,7 +55,7 @@ impl InputError {
     /// Every problem found, for reporting one per line.
     pub fn issues(&self) -> &[Issue] {
         match self {
-            Self::Invalid { issues, .. } => &issues.0,
+            Self::Invalid { issues, .. } => issues,
             Self::File(JsonFileError::Parse { issue }) => std::slice::from_ref(issue),
             _ => &[],
         }
@@ -67,7 +71,7 @@ pub fn load_manifest(
     let written = read_with_includes(file, &mut Vec::new(), &mut issues)?;
     let invalid = |issues: Vec<Issue>| InputError::Invalid {
         file: file.to_owned(),
-        issues: Issues(issues),
+        issues,
     };
     if !issues.is_empty() {
         return Err(invalid(issues));
@@ -135,7 +139,7 @@ pub fn load_image_info(file: &Path) -> Result<ImageInfo, InputError> {
     } else {
         Err(InputError::Invalid {
             file: file.to_owned(),
-            issues: Issues(issues),
+            issues,
         })
     }
 }

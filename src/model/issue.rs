@@ -101,22 +101,6 @@ impl fmt::Display for Issue {
     }
 }
 
-/// Several issues reported together, so a user fixes a file in one pass rather than one error per run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issues(pub Vec<Issue>);
-
-impl fmt::Display for Issues {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.as_slice() {
-            [] => f.write_str("no problems"),
-            [only] => only.fmt(f),
-            [first, rest @ ..] => write!(f, "{first} (and {} more)", rest.len()),
-        }
-    }
-}
-
-impl std::error::Error for Issues {}
-
 /// Remembers where each key was first seen, so that a repeat is reported against its first use.
 #[derive(Debug)]
 pub struct FirstSeen<K>(std::collections::BTreeMap<K, JsonPath>);

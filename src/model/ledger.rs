@@ -116,10 +116,6 @@ impl Pipeline {
         self.stages.iter().rposition(|record| record.stage == stage)
     }
 
-    pub fn has(&self, stage: Stage) -> bool {
-        self.last_position(stage).is_some()
-    }
-
     /// Refuses to let `stage` run unless its prerequisites completed, in order.
     pub fn require(&self, stage: Stage) -> Result<(), LedgerError> {
         let mut previous: Option<(Stage, usize)> = None;

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::inputs::{self, InputError};
-use crate::model::issue::Issues;
 use crate::stages::summary::count;
 
 pub struct Settings {
@@ -72,7 +71,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             let names: Vec<String> = both.map(|file| file.display().to_string()).collect();
             Err(InputError::Invalid {
                 file: PathBuf::from(names.join("` and `")),
-                issues: Issues(issues),
+                issues,
             }
             .into())
         }
