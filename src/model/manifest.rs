@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -82,9 +83,10 @@ pub struct Repo {
 pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_version: Option<String>,
-    /// Tags shared by all platforms of the image; each becomes a manifest list (OCI index).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub shared_tags: BTreeMap<String, TagOptions>,
+    /// Tags shared by all platforms of the image; each becomes a manifest list (OCI index). In the file's
+    /// order, which is meaningful: the first tag is the one a platform is looked up by.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub shared_tags: IndexMap<String, TagOptions>,
     pub platforms: Vec<PlatformEntry>,
     #[serde(flatten)]
     pub extra: Extra,
@@ -107,8 +109,9 @@ pub struct PlatformEntry {
     pub architecture: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, TagOptions>,
+    /// In the file's order: a platform not rebuilt in a run is found in the public registry by its first tag.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub tags: IndexMap<String, TagOptions>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub build_args: BTreeMap<String, String>,
     #[serde(flatten)]
@@ -515,12 +518,12 @@ fn resolve_image(variables: &Variables, image: &Image, issues: &mut Vec<Issue>) 
 
 fn resolve_tags(
     variables: &Variables,
-    tags: &BTreeMap<String, TagOptions>,
+    tags: &IndexMap<String, TagOptions>,
     origin: &Origin,
     below: &[PathStep<'_>],
     issues: &mut Vec<Issue>,
-) -> BTreeMap<String, TagOptions> {
-    let mut resolved = BTreeMap::new();
+) -> IndexMap<String, TagOptions> {
+    let mut resolved = IndexMap::new();
     for (tag, options) in tags {
         let mut at: Vec<PathStep<'_>> = below.iter().map(copy_step).collect();
         at.push(Key(tag));

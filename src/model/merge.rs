@@ -5,14 +5,14 @@
 //! Two fragments may record the same platform (a retried leg, an overlapping filter) only with the same digest.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::image_info::{ImageData, ImageInfo, ManifestData, PlatformData, RepoData};
 use super::issue::JsonPath;
 use super::ledger::{Pipeline, Stage};
-use super::manifest::{Manifest, Repo};
-use super::platform::PlatformIdentity;
+use super::manifest::Manifest;
+use super::placement::{PlacementError, RepoDeclarations};
 
 /// A fragment as read from its file.
 #[derive(Debug, Clone)]
@@ -42,26 +42,8 @@ pub enum MergeError {
         path: JsonPath,
         repo: String,
     },
-    #[error(
-        "`{file}` at `{path}`: platform {platform} of `{repo}` is not declared in the manifest",
-        file = .file.display()
-    )]
-    UnknownPlatform {
-        file: PathBuf,
-        path: JsonPath,
-        repo: String,
-        platform: PlatformIdentity,
-    },
-    #[error(
-        "`{file}` at `{path}`: the image matches {candidates} of `{repo}` equally well",
-        file = .file.display(), candidates = .candidates.join(", ")
-    )]
-    AmbiguousImage {
-        file: PathBuf,
-        path: JsonPath,
-        repo: String,
-        candidates: Vec<String>,
-    },
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
 }
 
 /// Which fragment files count: for `<leg>.attempt-<N>.json`, only the highest N of each leg.
@@ -107,20 +89,6 @@ pub fn select_latest_attempts(files: &[PathBuf]) -> AttemptSelection {
     selection
 }
 
-/// Where a declared platform stands in the manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Position {
-    image: usize,
-    platform: usize,
-}
-
-/// A platform as the manifest declares it.
-struct Declared {
-    position: Position,
-    identity: PlatformIdentity,
-    tags: BTreeSet<String>,
-}
-
 /// A platform or index value together with the fragment it came from, for conflict messages.
 struct Sourced<T> {
     value: T,
@@ -133,182 +101,16 @@ struct MergedImage {
     platforms: BTreeMap<usize, Sourced<PlatformData>>,
 }
 
-/// One repository's declarations: its platforms indexed by identity without variant (image-info 1.0 records
-/// none), and its images.
-struct DeclaredRepo<'a> {
-    repo: &'a Repo,
-    platforms: HashMap<PlatformIdentity, Vec<Declared>>,
-}
-
-impl<'a> DeclaredRepo<'a> {
-    fn new(repo: &'a Repo) -> Self {
-        let mut platforms: HashMap<PlatformIdentity, Vec<Declared>> = HashMap::new();
-        for (image, declared) in repo.images.iter().enumerate() {
-            for (platform, entry) in declared.platforms.iter().enumerate() {
-                let identity = entry.identity();
-                platforms
-                    .entry(identity.without_variant())
-                    .or_default()
-                    .push(Declared {
-                        position: Position { image, platform },
-                        identity,
-                        tags: entry.tags.keys().cloned().collect(),
-                    });
-            }
-        }
-        Self { repo, platforms }
-    }
-
-    /// The declarations a recorded platform may stand for.
-    fn candidates(&self, identity: &PlatformIdentity) -> Vec<&Declared> {
-        self.platforms
-            .get(&identity.without_variant())
-            .into_iter()
-            .flatten()
-            .filter(|declared| identity.matches(&declared.identity))
-            .collect()
-    }
-
-    /// Places each platform of a recorded image in the manifest.
-    ///
-    /// One Dockerfile may be declared in several images (each manifest list that includes it), so a platform
-    /// alone does not say which image it belongs to. The image does: of the manifest images that declare all of
-    /// its platforms (and its product version), the one whose tags it carries wins.
-    fn place(
-        &self,
-        fragment: &Path,
-        image_path: &JsonPath,
-        image: &ImageData,
-    ) -> Result<Vec<Position>, MergeError> {
-        let mut candidates = Vec::with_capacity(image.platforms.len());
-        for (index, platform) in image.platforms.iter().enumerate() {
-            let identity = platform.identity();
-            let found = self.candidates(&identity);
-            if found.is_empty() {
-                return Err(MergeError::UnknownPlatform {
-                    file: fragment.to_owned(),
-                    path: image_path.key("platforms").index(index),
-                    repo: self.repo.name.clone(),
-                    platform: identity,
-                });
-            }
-            candidates.push(found);
-        }
-        let images: BTreeSet<usize> = candidates
-            .iter()
-            .map(|found| {
-                found
-                    .iter()
-                    .map(|declared| declared.position.image)
-                    .collect::<BTreeSet<_>>()
-            })
-            .reduce(|common, next| &common & &next)
-            .unwrap_or_default();
-        let product_version_fits = |index: &usize| match (
-            &image.product_version,
-            &self.repo.images[*index].product_version,
-        ) {
-            (Some(recorded), Some(declared)) => recorded == declared,
-            _ => true,
-        };
-        let scored: Vec<(usize, usize)> = images
-            .into_iter()
-            .filter(product_version_fits)
-            .map(|index| (index, self.score(index, image, &candidates)))
-            .collect();
-        let best = scored.iter().map(|(_, score)| *score).max();
-        let winners: Vec<usize> = scored
-            .iter()
-            .filter(|(_, score)| Some(*score) == best)
-            .map(|(index, _)| *index)
-            .collect();
-        let chosen = match winners.as_slice() {
-            [only] => *only,
-            // No single image declares all its platforms: place each by itself, where that is unambiguous.
-            [] => return self.place_each(fragment, image_path, &candidates),
-            _ => {
-                return Err(MergeError::AmbiguousImage {
-                    file: fragment.to_owned(),
-                    path: image_path.clone(),
-                    repo: self.repo.name.clone(),
-                    candidates: winners
-                        .iter()
-                        .map(|index| self.image_path(*index))
-                        .collect(),
-                });
-            }
-        };
-        Ok(candidates
-            .iter()
-            .filter_map(|found| {
-                found
-                    .iter()
-                    .find(|declared| declared.position.image == chosen)
-            })
-            .map(|declared| declared.position)
-            .collect())
-    }
-
-    /// How well a recorded image fits manifest image `index`: one point per platform whose tags are exactly the
-    /// declared ones, one for shared tags that are exactly the declared ones.
-    fn score(&self, index: usize, image: &ImageData, candidates: &[Vec<&Declared>]) -> usize {
-        let platforms = image
-            .platforms
-            .iter()
-            .zip(candidates)
-            .filter(|(platform, found)| {
-                let tags: BTreeSet<String> = platform.simple_tags.iter().cloned().collect();
-                found
-                    .iter()
-                    .any(|declared| declared.position.image == index && declared.tags == tags)
-            })
-            .count();
-        let shared = image.manifest.as_ref().is_some_and(|manifest| {
-            let recorded: BTreeSet<&String> = manifest.shared_tags.iter().collect();
-            let declared: BTreeSet<&String> = self.repo.images[index].shared_tags.keys().collect();
-            recorded == declared
-        });
-        platforms + usize::from(shared)
-    }
-
-    fn place_each(
-        &self,
-        fragment: &Path,
-        image_path: &JsonPath,
-        candidates: &[Vec<&Declared>],
-    ) -> Result<Vec<Position>, MergeError> {
-        candidates
-            .iter()
-            .map(|found| match found.as_slice() {
-                [only] => Ok(only.position),
-                _ => Err(MergeError::AmbiguousImage {
-                    file: fragment.to_owned(),
-                    path: image_path.clone(),
-                    repo: self.repo.name.clone(),
-                    candidates: found
-                        .iter()
-                        .map(|declared| self.image_path(declared.position.image))
-                        .collect(),
-                }),
-            })
-            .collect()
-    }
-
-    fn image_path(&self, index: usize) -> String {
-        format!("`{}`", self.repo.images[index].origin.path)
-    }
-}
-
 /// Merges fragments into one image-info. The result carries the latest `build` record among the fragments;
 /// the caller appends the `post-build` record.
 pub fn merge_fragments(
     manifest: &Manifest,
     fragments: &[Fragment],
 ) -> Result<ImageInfo, MergeError> {
-    let declarations: HashMap<&str, DeclaredRepo<'_>> = manifest
+    let declarations: HashMap<&str, RepoDeclarations<'_>> = manifest
         .repos
         .iter()
-        .map(|repo| (repo.name.as_str(), DeclaredRepo::new(repo)))
+        .map(|repo| (repo.name.as_str(), RepoDeclarations::new(repo)))
         .collect();
     let mut merged: BTreeMap<&str, BTreeMap<usize, MergedImage>> = BTreeMap::new();
     let mut pipeline = Pipeline::default();
@@ -322,7 +124,7 @@ pub fn merge_fragments(
                     repo: repo.repo.clone(),
                 });
             };
-            let repo_name = declared.repo.name.as_str();
+            let repo_name = declared.repo().name.as_str();
             let images = merged.entry(repo_name).or_default();
             for (image_index, image) in repo.images.iter().enumerate() {
                 let image_path = repo_path.key("images").index(image_index);
@@ -627,7 +429,10 @@ mod tests {
         )];
         let error = merge_fragments(&manifest(), &fragments).expect_err("must refuse");
         assert!(
-            matches!(error, MergeError::UnknownPlatform { .. }),
+            matches!(
+                error,
+                MergeError::Placement(PlacementError::UnknownPlatform { .. })
+            ),
             "{error}"
         );
         assert_eq!(
@@ -676,7 +481,10 @@ mod tests {
         )];
         let error = merge_fragments(&manifest, &unclear).expect_err("two images fit equally");
         assert!(
-            matches!(error, MergeError::AmbiguousImage { .. }),
+            matches!(
+                error,
+                MergeError::Placement(PlacementError::AmbiguousImage { .. })
+            ),
             "{error}"
         );
     }
