@@ -8,3 +8,4 @@ pub mod json_file;
 pub mod model;
 pub mod report;
 pub mod stages;
+pub mod store;

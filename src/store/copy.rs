@@ -1,0 +1,182 @@
+//! Copying images between stores by digest: manifests byte for byte (so digests do not change), children before
+//! the index that lists them, blobs before the manifest that needs them, and signatures with the image.
+
+use std::ops::AddAssign;
+
+use futures_util::future::try_join_all;
+use oci_spec::image::{ImageIndex, ImageManifest};
+
+use super::{
+    ManifestReference, Store, StoreError, StoredManifest, media_type, our_digest, signature_tag,
+};
+use crate::model::reference::Digest;
+
+/// What a copy moved and what it found already there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    pub objects_copied: u64,
+    pub objects_skipped: u64,
+    pub bytes_copied: u64,
+    pub bytes_skipped: u64,
+}
+
+impl AddAssign for CopyStats {
+    fn add_assign(&mut self, other: Self) {
+        self.objects_copied += other.objects_copied;
+        self.objects_skipped += other.objects_skipped;
+        self.bytes_copied += other.bytes_copied;
+        self.bytes_skipped += other.bytes_skipped;
+    }
+}
+
+impl CopyStats {
+    fn copied(bytes: u64) -> Self {
+        Self {
+            objects_copied: 1,
+            bytes_copied: bytes,
+            ..Self::default()
+        }
+    }
+
+    fn skipped(bytes: u64) -> Self {
+        Self {
+            objects_skipped: 1,
+            bytes_skipped: bytes,
+            ..Self::default()
+        }
+    }
+}
+
+/// Copies from one repository of a store to one repository of another (or the same) store.
+pub struct Copier<'a, S, T> {
+    pub source: &'a S,
+    pub from: &'a str,
+    pub target: &'a T,
+    pub to: &'a str,
+    /// Source and target are the same store, so blobs can be mounted instead of transferred.
+    pub same_store: bool,
+}
+
+impl<S: Store, T: Store> Copier<'_, S, T> {
+    /// Copies the manifest `digest` and everything it refers to. Anything the target already has is skipped;
+    /// a manifest the target has is complete (registries refuse manifests whose content is missing).
+    pub async fn copy_manifest(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
+        if let Some(present) = self
+            .target
+            .head_manifest(self.to, ManifestReference::Digest(digest))
+            .await?
+        {
+            return Ok(CopyStats::skipped(present.size()));
+        }
+        let manifest = self.fetch(digest).await?;
+        let mut stats = if media_type::is_index(&manifest.media_type) {
+            let index: ImageIndex = parse(self, digest, &manifest)?;
+            let children = index
+                .manifests()
+                .iter()
+                .filter_map(|child| our_digest(child.digest()));
+            let copies =
+                children.map(|child| async move { Box::pin(self.copy_manifest(&child)).await });
+            sum(try_join_all(copies).await?)
+        } else {
+            let image: ImageManifest = parse(self, digest, &manifest)?;
+            let blobs = std::iter::once(image.config()).chain(image.layers().iter());
+            let copies = blobs
+                .filter_map(|blob| our_digest(blob.digest()))
+                .map(|blob| async move { self.copy_blob(&blob).await });
+            sum(try_join_all(copies).await?)
+        };
+        self.target
+            .put_manifest(self.to, ManifestReference::Digest(digest), &manifest)
+            .await?;
+        stats += CopyStats::copied(manifest.bytes.len() as u64);
+        Ok(stats)
+    }
+
+    /// Copies the signatures of `digest`: the `sha256-<hex>.sig` manifest under its tag, and referrers.
+    pub async fn copy_signatures(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
+        let mut stats = CopyStats::default();
+        let tag = signature_tag(digest);
+        let tagged = self
+            .source
+            .head_manifest(self.from, ManifestReference::Tag(&tag))
+            .await?;
+        let tagged_digest = tagged
+            .as_ref()
+            .and_then(|descriptor| our_digest(descriptor.digest()));
+        if let Some(signature) = &tagged_digest {
+            stats += self.copy_manifest(signature).await?;
+            let current = self
+                .target
+                .head_manifest(self.to, ManifestReference::Tag(&tag))
+                .await?;
+            if current
+                .and_then(|descriptor| our_digest(descriptor.digest()))
+                .as_ref()
+                != Some(signature)
+            {
+                let manifest = self.fetch(signature).await?;
+                self.target
+                    .put_manifest(self.to, ManifestReference::Tag(&tag), &manifest)
+                    .await?;
+            }
+        }
+        for referrer in self.source.signatures_of(self.from, digest).await? {
+            match our_digest(referrer.digest()) {
+                Some(other) if Some(&other) != tagged_digest.as_ref() => {
+                    stats += self.copy_manifest(&other).await?
+                }
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn copy_blob(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
+        if let Some(size) = self.target.blob_size(self.to, digest).await? {
+            return Ok(CopyStats::skipped(size));
+        }
+        if self.same_store && self.target.mount_blob(self.to, self.from, digest).await? {
+            let size = self
+                .target
+                .blob_size(self.to, digest)
+                .await?
+                .unwrap_or_default();
+            return Ok(CopyStats::copied(size));
+        }
+        let bytes = self.source.get_blob(self.from, digest).await?;
+        let size = bytes.len() as u64;
+        self.target.put_blob(self.to, digest, bytes).await?;
+        Ok(CopyStats::copied(size))
+    }
+
+    async fn fetch(&self, digest: &Digest) -> Result<StoredManifest, StoreError> {
+        self.source
+            .get_manifest(self.from, ManifestReference::Digest(digest))
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.source.name(),
+                reference: format!("{}@{digest}", self.from),
+            })
+    }
+}
+
+fn parse<S: Store, T: Store, M: serde::de::DeserializeOwned>(
+    copier: &Copier<'_, S, T>,
+    digest: &Digest,
+    manifest: &StoredManifest,
+) -> Result<M, StoreError> {
+    serde_json::from_slice(&manifest.bytes).map_err(|source| StoreError::InvalidManifest {
+        store: copier.source.name(),
+        reference: format!("{}@{digest}", copier.from),
+        source,
+    })
+}
+
+fn sum(all: Vec<CopyStats>) -> CopyStats {
+    all.into_iter()
+        .fold(CopyStats::default(), |mut total, one| {
+            total += one;
+            total
+        })
+}

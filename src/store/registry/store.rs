@@ -1,0 +1,535 @@
+//! The [`Store`] operations over the OCI distribution API of one registry host.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use oci_spec::image::ImageIndex;
+use reqwest::header::{
+    ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
+};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+
+use super::auth::repository_scope;
+use super::{RegistryClient, Request, status_error};
+use crate::model::reference::Digest;
+use crate::store::error::{ErrorCode, StoreError};
+use crate::store::{
+    Descriptor, ManifestReference, MediaType, Store, StoredManifest, media_type, signature_tag,
+};
+
+/// The artifact type cosign gives signatures stored as referrers.
+const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// Manifests beyond this size are refused: the distribution spec suggests registries accept at least 4 MiB.
+const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// A registry host, reached through the process's shared client.
+#[derive(Clone)]
+pub struct RegistryStore {
+    client: Arc<RegistryClient>,
+    host: String,
+}
+
+impl RegistryStore {
+    pub fn new(client: Arc<RegistryClient>, host: &str) -> Self {
+        Self {
+            client,
+            host: host.to_owned(),
+        }
+    }
+
+    fn request(&self, method: Method, target: String, repository: &str, push: bool) -> Request<'_> {
+        Request {
+            method,
+            host: &self.host,
+            target,
+            scope: repository_scope(repository, push),
+            headers: HeaderMap::new(),
+            body: None,
+        }
+    }
+
+    fn manifest_request(
+        &self,
+        method: Method,
+        repository: &str,
+        reference: ManifestReference<'_>,
+    ) -> Request<'_> {
+        let mut request = self.request(
+            method,
+            format!("/v2/{repository}/manifests/{reference}"),
+            repository,
+            false,
+        );
+        request
+            .headers
+            .insert(ACCEPT, HeaderValue::from_static(ACCEPTED_MANIFESTS));
+        request
+    }
+
+    fn reference_name(&self, repository: &str, reference: ManifestReference<'_>) -> String {
+        match reference {
+            ManifestReference::Tag(tag) => format!("{}/{repository}:{tag}", self.host),
+            ManifestReference::Digest(digest) => format!("{}/{repository}@{digest}", self.host),
+        }
+    }
+
+    async fn expect(
+        &self,
+        request: &Request<'_>,
+        expected: &[StatusCode],
+    ) -> Result<Response, StoreError> {
+        let response = self.client.send(request).await?;
+        if expected.contains(&response.status()) {
+            Ok(response)
+        } else {
+            Err(status_error(&request.method, &request.target, response, 1).await)
+        }
+    }
+
+    /// Uploads a blob: one POST and one PUT, or POST, PATCHes of `chunk_size` and PUT for large blobs.
+    async fn upload(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<(), StoreError> {
+        let start = self.request(
+            Method::POST,
+            format!("/v2/{repository}/blobs/uploads/"),
+            repository,
+            true,
+        );
+        let response = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
+        let mut location = location_of(&response, &start.target)?;
+        let chunk_size = self.client.settings.chunk_size.max(1);
+        if bytes.len() > chunk_size {
+            let mut offset = 0;
+            while offset < bytes.len() {
+                let end = (offset + chunk_size).min(bytes.len());
+                let mut patch = self.request(Method::PATCH, location.clone(), repository, true);
+                patch.headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                patch.headers.insert(
+                    CONTENT_RANGE,
+                    header_value(&format!("{offset}-{}", end - 1)),
+                );
+                patch
+                    .headers
+                    .insert(CONTENT_LENGTH, header_value(&(end - offset).to_string()));
+                patch.body = Some(bytes.slice(offset..end));
+                let response = self
+                    .expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
+                    .await?;
+                location = location_of(&response, &patch.target)?;
+                offset = end;
+            }
+        }
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let mut finish = self.request(
+            Method::PUT,
+            format!("{location}{separator}digest={digest}"),
+            repository,
+            true,
+        );
+        finish.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        if bytes.len() <= chunk_size {
+            finish.body = Some(bytes);
+        }
+        let response = self.client.send(&finish).await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(()),
+            // The upload completed on an attempt whose answer was lost, so the session is gone: if the blob is
+            // there, the upload did its job.
+            StatusCode::NOT_FOUND if self.blob_size(repository, digest).await?.is_some() => Ok(()),
+            _ => Err(status_error(&finish.method, &finish.target, response, 1).await),
+        }
+    }
+
+    /// The referrers of a digest that are cosign signatures; `None` when the registry has no referrers API.
+    async fn signature_referrers(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Descriptor>>, StoreError> {
+        if self.client.has_referrers(&self.host).await == Some(false) {
+            return Ok(None);
+        }
+        let mut request = self.request(
+            Method::GET,
+            format!("/v2/{repository}/referrers/{digest}"),
+            repository,
+            false,
+        );
+        request
+            .headers
+            .insert(ACCEPT, HeaderValue::from_static(media_type::OCI_INDEX));
+        let response = self.client.send(&request).await?;
+        let is_index = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with(media_type::OCI_INDEX));
+        if response.status() != StatusCode::OK || !is_index {
+            // Registries without the API answer 404 (distribution 2.8) or something that is not an index.
+            self.client.remember_referrers(&self.host, false).await;
+            return Ok(None);
+        }
+        self.client.remember_referrers(&self.host, true).await;
+        let body = read_body(response, &request.target).await?;
+        let index: ImageIndex =
+            serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
+                store: self.host.clone(),
+                reference: format!("{repository} referrers of {digest}"),
+                source,
+            })?;
+        Ok(Some(
+            index
+                .manifests()
+                .iter()
+                .filter(|descriptor| {
+                    descriptor
+                        .artifact_type()
+                        .as_ref()
+                        .is_some_and(|artifact| artifact.to_string() == COSIGN_SIGNATURE_ARTIFACT)
+                })
+                .cloned()
+                .collect(),
+        ))
+    }
+}
+
+const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The `Location` of an upload session, made absolute against the request it answered.
+fn location_of(response: &Response, request_target: &str) -> Result<String, StoreError> {
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| StoreError::Status {
+            method: "POST".into(),
+            url: request_target.to_owned(),
+            status: response.status().as_u16(),
+            code: None,
+            message: "the upload answer has no Location".into(),
+            attempts: 1,
+        })?;
+    Ok(match response.url().join(location) {
+        Ok(url) => url.to_string(),
+        Err(_) => location.to_owned(),
+    })
+}
+
+fn content_type(response: &Response) -> Option<String> {
+    let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or(value).trim().to_owned())
+}
+
+fn header_digest(response: &Response) -> Option<String> {
+    Some(
+        response
+            .headers()
+            .get(DOCKER_CONTENT_DIGEST)?
+            .to_str()
+            .ok()?
+            .to_owned(),
+    )
+}
+
+async fn read_body(response: Response, url: &str) -> Result<Bytes, StoreError> {
+    response
+        .bytes()
+        .await
+        .map_err(|source| StoreError::Connection {
+            method: "GET".into(),
+            url: url.to_owned(),
+            attempts: 1,
+            source,
+        })
+}
+
+/// A manifest's own `mediaType` field, for registries that answer without a useful Content-Type.
+fn declared_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Declared {
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Declared>(bytes).ok()?.media_type
+}
+
+impl Store for RegistryStore {
+    fn name(&self) -> String {
+        self.host.clone()
+    }
+
+    async fn get_manifest(
+        &self,
+        repository: &str,
+        reference: ManifestReference<'_>,
+    ) -> Result<Option<StoredManifest>, StoreError> {
+        let request = self.manifest_request(Method::GET, repository, reference);
+        let response = self.client.send(&request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&request.method, &request.target, response, 1).await);
+        }
+        let announced = header_digest(&response);
+        let declared_type = content_type(&response);
+        let bytes = read_body(response, &request.target).await?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(StoreError::Status {
+                method: "GET".into(),
+                url: request.target.clone(),
+                status: 200,
+                code: Some(ErrorCode::SizeInvalid),
+                message: format!(
+                    "a manifest of {} bytes; at most {MAX_MANIFEST_BYTES} are accepted",
+                    bytes.len()
+                ),
+                attempts: 1,
+            });
+        }
+        let actual = Digest::of(&bytes);
+        let expected = match reference {
+            ManifestReference::Digest(digest) => Some(digest.to_string()),
+            ManifestReference::Tag(_) => announced,
+        };
+        if let Some(expected) = expected {
+            if expected != actual.as_str() {
+                return Err(StoreError::DigestMismatch {
+                    store: self.host.clone(),
+                    reference: self.reference_name(repository, reference),
+                    expected,
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        let media_type = declared_type
+            .filter(|media_type| media_type::MANIFESTS.contains(&media_type.as_str()))
+            .or_else(|| declared_media_type(&bytes))
+            .unwrap_or_else(|| media_type::OCI_MANIFEST.to_owned());
+        Ok(Some(StoredManifest { media_type, bytes }))
+    }
+
+    async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: ManifestReference<'_>,
+    ) -> Result<Option<Descriptor>, StoreError> {
+        let request = self.manifest_request(Method::HEAD, repository, reference);
+        let response = self.client.send(&request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&request.method, &request.target, response, 1).await);
+        }
+        let size = response.content_length();
+        let digest = header_digest(&response).and_then(|digest| digest.parse::<Digest>().ok());
+        let media_type = content_type(&response);
+        match (size, digest, media_type) {
+            (Some(size), Some(digest), Some(media_type))
+                if media_type::MANIFESTS.contains(&media_type.as_str()) =>
+            {
+                Ok(Some(Descriptor::new(
+                    MediaType::from(media_type.as_str()),
+                    size,
+                    crate::store::oci_digest(&digest),
+                )))
+            }
+            // Not every registry describes a manifest fully in a HEAD answer: read it instead.
+            _ => Ok(self
+                .get_manifest(repository, reference)
+                .await?
+                .map(|manifest| manifest.descriptor())),
+        }
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: ManifestReference<'_>,
+        manifest: &StoredManifest,
+    ) -> Result<Digest, StoreError> {
+        let mut request = self.request(
+            Method::PUT,
+            format!("/v2/{repository}/manifests/{reference}"),
+            repository,
+            true,
+        );
+        request
+            .headers
+            .insert(CONTENT_TYPE, header_value(&manifest.media_type));
+        request.body = Some(manifest.bytes.clone());
+        let response = self
+            .expect(&request, &[StatusCode::CREATED, StatusCode::OK])
+            .await?;
+        let digest = manifest.digest();
+        if let Some(stored) = header_digest(&response) {
+            if stored != digest.as_str() {
+                return Err(StoreError::DigestMismatch {
+                    store: self.host.clone(),
+                    reference: self.reference_name(repository, reference),
+                    expected: digest.to_string(),
+                    actual: stored,
+                });
+            }
+        }
+        Ok(digest)
+    }
+
+    async fn blob_size(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        let request = self.request(
+            Method::HEAD,
+            format!("/v2/{repository}/blobs/{digest}"),
+            repository,
+            false,
+        );
+        let response = self.client.send(&request).await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(response.content_length().unwrap_or_default())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(&request.method, &request.target, response, 1).await),
+        }
+    }
+
+    async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<Bytes, StoreError> {
+        let request = self.request(
+            Method::GET,
+            format!("/v2/{repository}/blobs/{digest}"),
+            repository,
+            false,
+        );
+        let response = self.client.send(&request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(StoreError::NotFound {
+                store: self.host.clone(),
+                reference: format!("{repository}@{digest}"),
+            });
+        }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&request.method, &request.target, response, 1).await);
+        }
+        let bytes = read_body(response, &request.target).await?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                store: self.host.clone(),
+                reference: format!("{}/{repository}@{digest}", self.host),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn put_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<(), StoreError> {
+        self.upload(repository, digest, bytes).await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &str,
+        from_repository: &str,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        let target =
+            format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from_repository}");
+        let mut request = self.request(Method::POST, target, repository, true);
+        request.scope = format!(
+            "{} {}",
+            repository_scope(repository, true),
+            repository_scope(from_repository, false)
+        );
+        let response = self
+            .expect(&request, &[StatusCode::CREATED, StatusCode::ACCEPTED])
+            .await?;
+        Ok(response.status() == StatusCode::CREATED)
+    }
+
+    async fn list_tags(&self, repository: &str) -> Result<Vec<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut tags = Vec::new();
+        let mut target = format!("/v2/{repository}/tags/list?n=1000");
+        loop {
+            let request = self.request(Method::GET, target.clone(), repository, false);
+            let response = self.client.send(&request).await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                // distribution answers NAME_UNKNOWN for a repository pushed only by digest, or not at all.
+                return Ok(tags);
+            }
+            if response.status() != StatusCode::OK {
+                return Err(status_error(&request.method, &request.target, response, 1).await);
+            }
+            let next = response
+                .headers()
+                .get(LINK)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|link| link.split(';').next())
+                .map(|link| {
+                    link.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_owned()
+                });
+            let body = read_body(response, &request.target).await?;
+            let page: TagList =
+                serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
+                    store: self.host.clone(),
+                    reference: format!("{repository} tag list"),
+                    source,
+                })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) if !next.is_empty() => target = next,
+                _ => return Ok(tags),
+            }
+        }
+    }
+
+    async fn signatures_of(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<Descriptor>, StoreError> {
+        let mut signatures = self
+            .signature_referrers(repository, digest)
+            .await?
+            .unwrap_or_default();
+        let tag = signature_tag(digest);
+        if let Some(descriptor) = self
+            .head_manifest(repository, ManifestReference::Tag(&tag))
+            .await?
+        {
+            signatures.push(descriptor);
+        }
+        Ok(signatures)
+    }
+}
