@@ -7,9 +7,12 @@
 
 pub mod commands;
 pub mod credentials;
+pub mod images;
+pub mod proxy;
 pub mod registry;
 pub mod shared_data;
 pub mod tls;
+pub mod token_server;
 pub mod tools;
 
 pub use credentials::Credentials;

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use super::commands::require;
 use super::credentials::Credentials;
 use super::tls::{self, TlsFiles};
+use super::token_server::{self, Anonymous, TokenServer};
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts at a free port: another test may take the port between our probe and the registry's bind.
@@ -26,6 +27,8 @@ pub struct Registry {
     credentials: Option<Credentials>,
     log_path: PathBuf,
     directory: TempDir,
+    /// The server a registry with token auth trusts; it stops after the registry (see `Drop`).
+    token_server: Option<TokenServer>,
 }
 
 impl Registry {
@@ -38,6 +41,22 @@ impl Registry {
     /// as `user`/`password` (htpasswd, bcrypt).
     pub fn start_tls_with_htpasswd(user: &str, password: &str) -> Self {
         Self::launch(Security::TlsWithHtpasswd(Credentials::new(user, password)))
+    }
+
+    /// A plain HTTP registry with bearer-token auth: it challenges with
+    /// `Bearer realm="<token server>/token",service="imagepipe-test"` and trusts tokens from a
+    /// [`TokenServer`] that knows `user`/`password` and gives anonymous clients a token granting nothing.
+    /// See [`Registry::token_server`] for its request log; [`Registry::credentials`] returns the user.
+    pub fn start_with_token_auth(user: &str, password: &str) -> Self {
+        Self::start_with_token_server(TokenServer::start(
+            Credentials::new(user, password),
+            Anonymous::EmptyAccess,
+        ))
+    }
+
+    /// A plain HTTP registry that trusts tokens from `token_server`, for a server started with other options.
+    pub fn start_with_token_server(token_server: TokenServer) -> Self {
+        Self::launch(Security::Token(token_server))
     }
 
     /// `127.0.0.1:PORT`, as in image references.
@@ -70,7 +89,7 @@ impl Registry {
             .ca_cert
     }
 
-    /// The user and password of a registry with htpasswd auth.
+    /// The user and password of a registry with htpasswd auth, or of its token server.
     pub fn credentials(&self) -> &Credentials {
         self.credentials
             .as_ref()
@@ -84,6 +103,13 @@ impl Registry {
             .write_docker_config(&self.directory.path().join("docker-config"), &self.host())
     }
 
+    /// The token server of a registry with token auth.
+    pub fn token_server(&self) -> &TokenServer {
+        self.token_server
+            .as_ref()
+            .expect("this registry has no token auth")
+    }
+
     fn launch(security: Security) -> Self {
         let program = require("docker-registry");
         let directory = tempfile::Builder::new()
@@ -91,17 +117,21 @@ impl Registry {
             .tempdir()
             .expect("creating the registry's temp dir");
         let root = directory.path();
-        let (tls, credentials) = match security {
-            Security::Plain => (None, None),
+        let (tls, credentials, token_server) = match security {
+            Security::Plain => (None, None, None),
             Security::TlsWithHtpasswd(credentials) => {
-                (Some(tls::generate(root)), Some(credentials))
+                (Some(tls::generate(root)), Some(credentials), None)
             }
+            Security::Token(server) => (None, Some(server.credentials().clone()), Some(server)),
         };
-        let htpasswd = credentials.as_ref().map(|credentials| {
-            let path = root.join("htpasswd");
-            credentials.write_htpasswd(&path);
-            path
-        });
+        let htpasswd = credentials
+            .as_ref()
+            .filter(|_| token_server.is_none())
+            .map(|credentials| {
+                let path = root.join("htpasswd");
+                credentials.write_htpasswd(&path);
+                path
+            });
         let log_path = root.join("registry.log");
         let config_path = root.join("config.yml");
 
@@ -112,6 +142,7 @@ impl Registry {
                 &root.join("storage"),
                 tls.as_ref(),
                 htpasswd.as_deref(),
+                token_server.as_ref(),
             );
             fs::write(&config_path, config).expect("writing the registry config");
             let log = File::create(&log_path).expect("creating the registry log");
@@ -133,6 +164,7 @@ impl Registry {
                         credentials,
                         log_path,
                         directory,
+                        token_server,
                     };
                 }
                 Err(problem) => {
@@ -153,6 +185,7 @@ impl Registry {
 enum Security {
     Plain,
     TlsWithHtpasswd(Credentials),
+    Token(TokenServer),
 }
 
 impl Drop for Registry {
@@ -175,6 +208,7 @@ fn config_yaml(
     storage: &Path,
     tls: Option<&TlsFiles>,
     htpasswd: Option<&Path>,
+    token_server: Option<&TokenServer>,
 ) -> String {
     let quoted = |path: &Path| serde_json::Value::from(path.to_string_lossy()).to_string();
     let mut config = format!(
@@ -208,6 +242,15 @@ http:
         config += &format!(
             "auth:\n  htpasswd:\n    realm: imagepipe-test\n    path: {}\n",
             quoted(htpasswd)
+        );
+    }
+    if let Some(server) = token_server {
+        config += &format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            serde_json::Value::from(server.realm()),
+            serde_json::Value::from(token_server::SERVICE),
+            serde_json::Value::from(token_server::ISSUER),
+            quoted(server.cert_path())
         );
     }
     config

@@ -1,0 +1,508 @@
+//! A fault-injecting HTTP/1.1 proxy for tests, placed in front of a real registry: it answers chosen requests
+//! with a status, a 429 with `Retry-After`, or a dropped connection, which a real registry cannot do on demand.
+//!
+//! One request per connection: every answer carries `Connection: close`, so a client reconnects for its next
+//! request. The `Host` header is forwarded unchanged, so the upload `Location` URLs the registry builds from it
+//! keep pointing at the proxy. Plain HTTP on loopback only; std threads, no dependencies.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, BufRead as _, BufReader, Read, Write as _};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Ends a connection that stalls (a client that never finishes its request, an upstream that never answers).
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// The first byte of a TLS ClientHello.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// The longest request or response head accepted.
+const HEAD_LIMIT: usize = 64 * 1024;
+
+/// What the proxy does instead of forwarding a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status with an empty body, e.g. 503.
+    Status(u16),
+    /// Answer 429 with `Retry-After: SECONDS`.
+    TooManyRequests { retry_after_seconds: u64 },
+    /// Read the request, then close the connection without answering.
+    Reset,
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxiedRequest {
+    pub method: String,
+    /// The request target: path with query.
+    pub path: String,
+    /// The status answered, or None when the connection was closed without an answer.
+    pub status: Option<u16>,
+    /// Whether the answer was a [`Fault`] rather than the upstream's.
+    pub fault: bool,
+}
+
+/// A running proxy. Dropping it stops the listener thread and every connection thread.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    listener: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    upstream: String,
+    applies_to: String,
+    stopping: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    faults: VecDeque<Fault>,
+    requests: Vec<ProxiedRequest>,
+    /// The sockets of connections in progress, shut down when the proxy stops so blocked threads wake up.
+    sockets: HashMap<u64, Vec<TcpStream>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking connection thread must not take the whole proxy with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next fault for a request to `path`, if any is left and the request is one it applies to.
+    fn next_fault(&self, path: &str) -> Option<Fault> {
+        if !path.contains(&self.applies_to) {
+            return None;
+        }
+        self.state().faults.pop_front()
+    }
+
+    fn record(&self, request: &RequestHead, status: Option<u16>, fault: bool) {
+        self.state().requests.push(ProxiedRequest {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            status,
+            fault,
+        });
+    }
+
+    fn track(&self, connection: u64, socket: &TcpStream) {
+        if let Ok(clone) = socket.try_clone() {
+            self.state()
+                .sockets
+                .entry(connection)
+                .or_default()
+                .push(clone);
+        }
+    }
+}
+
+impl FaultProxy {
+    /// Listens on a free 127.0.0.1 port and forwards to `upstream` (`127.0.0.1:PORT`); the first requests
+    /// (that match `applies_to`, a substring of the request path, "" for all) get `faults` in order, one each.
+    pub fn start(upstream: &str, applies_to: &str, faults: Vec<Fault>) -> Self {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding the proxy's port");
+        let port = listener
+            .local_addr()
+            .expect("reading the proxy's address")
+            .port();
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_owned(),
+            applies_to: applies_to.to_owned(),
+            stopping: AtomicBool::new(false),
+            state: Mutex::new(State {
+                faults: faults.into(),
+                ..State::default()
+            }),
+        });
+        let accepting = Arc::clone(&shared);
+        let listener = thread::Builder::new()
+            .name(format!("fault-proxy-{port}"))
+            .spawn(move || accept_loop(&listener, &accepting))
+            .expect("starting the proxy's listener thread");
+        Self {
+            port,
+            shared,
+            listener: Some(listener),
+        }
+    }
+
+    /// `127.0.0.1:PORT`, as in image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// Every request seen so far, in the order answered.
+    pub fn requests(&self) -> Vec<ProxiedRequest> {
+        self.shared.state().requests.clone()
+    }
+
+    /// The faults not yet used.
+    pub fn faults_left(&self) -> usize {
+        self.shared.state().faults.len()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        // Wake the listener from `accept`; it sees `stopping` and returns.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
+        let threads = {
+            let mut state = self.shared.state();
+            for socket in state.sockets.values().flatten() {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+            std::mem::take(&mut state.threads)
+        };
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let next_id = AtomicU64::new(0);
+    for client in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        shared.track(id, &client);
+        let connection = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .name(format!("fault-proxy-connection-{id}"))
+            .spawn(move || {
+                if let Err(error) = handle(&connection, id, &client) {
+                    // The client sees the connection close; say why on the test's stderr.
+                    eprintln!("fault proxy: connection {id}: {error}");
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                connection.state().sockets.remove(&id);
+            });
+        match spawned {
+            Ok(thread) => shared.state().threads.push(thread),
+            Err(error) => eprintln!("fault proxy: cannot start a connection thread: {error}"),
+        }
+    }
+}
+
+/// Serves one connection: one request, one answer.
+fn handle(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
+    client.set_read_timeout(Some(IO_TIMEOUT))?;
+    client.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    // A TLS handshake (record type 22) to this plain HTTP proxy: close at once, as a plain HTTP server
+    // answers one, so a client that tries HTTPS first falls back without waiting for a timeout.
+    if reader.fill_buf()?.first() == Some(&TLS_HANDSHAKE_RECORD) {
+        return Ok(());
+    }
+    let Some(head) = read_head(&mut reader)? else {
+        return Ok(()); // closed before sending anything, such as the listener's wake-up call
+    };
+    let request = RequestHead::parse(&head)?;
+    if request.has_header_value("expect", "100-continue") {
+        (&*client).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let body = read_request_body(&mut reader, &request)?;
+
+    if let Some(fault) = shared.next_fault(&request.path) {
+        return answer_fault(shared, client, &request, &fault);
+    }
+
+    let upstream = match TcpStream::connect(&shared.upstream) {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            shared.record(&request, Some(502), false);
+            write_empty_response(client, 502, &[])?;
+            return Err(io::Error::new(
+                error.kind(),
+                format!("connecting to upstream `{}`: {error}", shared.upstream),
+            ));
+        }
+    };
+    shared.track(id, &upstream);
+    upstream.set_read_timeout(Some(IO_TIMEOUT))?;
+    upstream.set_write_timeout(Some(IO_TIMEOUT))?;
+    (&upstream).write_all(&request.forwarded_head())?;
+    (&upstream).write_all(&body)?;
+
+    let mut upstream_reader = BufReader::new(&upstream);
+    let response = read_head(&mut upstream_reader)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "upstream closed without answering",
+        )
+    })?;
+    let (status, response_head) = rewrite_response_head(&response)?;
+    // Recorded before the client sees the answer, so a test reading `requests()` right after its
+    // request finds it.
+    shared.record(&request, Some(status), false);
+    (&*client).write_all(&response_head)?;
+    // The upstream closes after its answer (we asked for `Connection: close`), so its body ends at EOF,
+    // whatever its framing; it is passed on unchanged.
+    io::copy(&mut upstream_reader, &mut &*client)?;
+    (&*client).flush()
+}
+
+fn answer_fault(
+    shared: &Shared,
+    client: &TcpStream,
+    request: &RequestHead,
+    fault: &Fault,
+) -> io::Result<()> {
+    match fault {
+        Fault::Status(status) => {
+            shared.record(request, Some(*status), true);
+            write_empty_response(client, *status, &[])
+        }
+        Fault::TooManyRequests {
+            retry_after_seconds,
+        } => {
+            shared.record(request, Some(429), true);
+            write_empty_response(
+                client,
+                429,
+                &[("Retry-After", retry_after_seconds.to_string())],
+            )
+        }
+        Fault::Reset => {
+            shared.record(request, None, true);
+            // The request was read whole, so closing sends FIN and the client sees the connection end
+            // before any answer.
+            client.shutdown(Shutdown::Both)
+        }
+    }
+}
+
+fn write_empty_response(
+    client: &TcpStream,
+    status: u16,
+    headers: &[(&str, String)],
+) -> io::Result<()> {
+    let mut response = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        response += &format!("{name}: {value}\r\n");
+    }
+    response += "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    (&*client).write_all(response.as_bytes())?;
+    (&*client).flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Fault",
+    }
+}
+
+/// The bytes up to and including the blank line ending a head, or None when the peer closed first.
+fn read_head(reader: &mut impl io::BufRead) -> io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::new();
+    loop {
+        let read = reader.read_until(b'\n', &mut head)?;
+        if read == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside an HTTP head",
+                ))
+            };
+        }
+        if head.ends_with(b"\r\n\r\n") || head == b"\r\n" {
+            // A stray empty line before a request line is allowed (RFC 9112 §2.2).
+            if head == b"\r\n" {
+                head.clear();
+                continue;
+            }
+            return Ok(Some(head));
+        }
+        if head.len() > HEAD_LIMIT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("HTTP head longer than {HEAD_LIMIT} bytes"),
+            ));
+        }
+    }
+}
+
+struct RequestHead {
+    method: String,
+    path: String,
+    version: String,
+    headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    fn parse(head: &[u8]) -> io::Result<Self> {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split("\r\n");
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(format!("malformed request line `{request_line}`")));
+        };
+        let headers = lines
+            .take_while(|line| !line.is_empty())
+            .map(|line| {
+                line.split_once(':')
+                    .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                    .ok_or_else(|| invalid(format!("malformed header line `{line}`")))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Self {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            version: version.to_owned(),
+            headers,
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn has_header_value(&self, name: &str, value: &str) -> bool {
+        self.header(name).is_some_and(|found| {
+            found
+                .split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(value))
+        })
+    }
+
+    /// The head sent upstream: the same, with `Connection: close` and without `Expect` (answered here).
+    fn forwarded_head(&self) -> Vec<u8> {
+        let mut head = format!("{} {} {}\r\n", self.method, self.path, self.version);
+        for (name, value) in &self.headers {
+            if !is_hop_header(name) && !name.eq_ignore_ascii_case("expect") {
+                head += &format!("{name}: {value}\r\n");
+            }
+        }
+        head += "Connection: close\r\n\r\n";
+        head.into_bytes()
+    }
+}
+
+fn is_hop_header(name: &str) -> bool {
+    ["connection", "keep-alive", "proxy-connection"]
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop))
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// The request body exactly as sent: `Content-Length` bytes, or a whole chunked body with its framing (it is
+/// forwarded with its `Transfer-Encoding` header, so upstream decodes it).
+fn read_request_body(reader: &mut impl io::BufRead, request: &RequestHead) -> io::Result<Vec<u8>> {
+    if request.has_header_value("transfer-encoding", "chunked") {
+        return read_chunked(reader);
+    }
+    let length = match request.header("content-length") {
+        None => 0,
+        Some(length) => length
+            .parse::<u64>()
+            .map_err(|_| invalid(format!("invalid Content-Length `{length}`")))?,
+    };
+    let mut body = Vec::new();
+    reader.take(length).read_to_end(&mut body)?;
+    if body.len() as u64 != length {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("request body ended after {} of {length} bytes", body.len()),
+        ));
+    }
+    Ok(body)
+}
+
+fn read_chunked(reader: &mut impl io::BufRead) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    loop {
+        let start = raw.len();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed inside a chunked body",
+            ));
+        }
+        let line = String::from_utf8_lossy(&raw[start..]);
+        let size_text = line.trim().split(';').next().unwrap_or_default();
+        let size = u64::from_str_radix(size_text, 16)
+            .map_err(|_| invalid(format!("invalid chunk size line `{}`", line.trim())))?;
+        if size == 0 {
+            // Trailer fields, then the blank line that ends the body.
+            loop {
+                let start = raw.len();
+                if reader.read_until(b'\n', &mut raw)? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside chunked trailers",
+                    ));
+                }
+                if &raw[start..] == b"\r\n" {
+                    return Ok(raw);
+                }
+            }
+        }
+        let wanted = size + 2; // the chunk and its CRLF
+        let read = reader.take(wanted).read_to_end(&mut raw)?;
+        if read as u64 != wanted {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed inside a chunk",
+            ));
+        }
+    }
+}
+
+/// The status of a response head, and the head with `Connection: close` in place of any connection headers.
+fn rewrite_response_head(head: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| invalid(format!("malformed status line `{status_line}`")))?;
+    let mut rewritten = format!("{status_line}\r\n");
+    for line in lines.take_while(|line| !line.is_empty()) {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if !is_hop_header(name) {
+            rewritten += line;
+            rewritten += "\r\n";
+        }
+    }
+    rewritten += "Connection: close\r\n\r\n";
+    Ok((status, rewritten.into_bytes()))
+}

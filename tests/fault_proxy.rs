@@ -1,0 +1,270 @@
+//! Proves the fault-injecting proxy (`tests/common/proxy.rs`) against a real registry: faults come in order and
+//! only on matching paths, everything else passes through unchanged, and uploads keep pointing at the proxy.
+
+mod common;
+
+use std::net::TcpStream;
+
+use common::Registry;
+use common::proxy::{Fault, FaultProxy, ProxiedRequest};
+use reqwest::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::{Client, StatusCode, Url};
+use sha2::{Digest as _, Sha256};
+
+const DIGEST_HEADER: &str = "Docker-Content-Digest";
+
+fn client() -> Client {
+    Client::builder()
+        .no_proxy()
+        .build()
+        .expect("building an HTTP client")
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn seen(method: &str, path: &str, status: Option<u16>, fault: bool) -> ProxiedRequest {
+    ProxiedRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status,
+        fault,
+    }
+}
+
+#[tokio::test]
+async fn faults_come_in_order_then_requests_pass_through() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        "",
+        vec![
+            Fault::Status(503),
+            Fault::TooManyRequests {
+                retry_after_seconds: 1,
+            },
+            Fault::Reset,
+        ],
+    );
+    let client = client();
+    let url = format!("{}/v2/", proxy.url());
+
+    let response = client.get(&url).send().await.expect("first GET");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["connection"], "close");
+    assert_eq!(response.bytes().await.expect("503 body").len(), 0);
+
+    let response = client.get(&url).send().await.expect("second GET");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()[RETRY_AFTER], "1");
+
+    let error = client
+        .get(&url)
+        .send()
+        .await
+        .expect_err("the third GET's connection is closed without an answer");
+    assert!(error.is_request() || error.is_connect(), "{error:?}");
+
+    let response = client.get(&url).send().await.expect("fourth GET");
+    assert_eq!(response.status(), StatusCode::OK, "{}", registry.log());
+    assert_eq!(
+        response.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    assert_eq!(response.headers()["connection"], "close");
+
+    assert_eq!(
+        proxy.requests(),
+        vec![
+            seen("GET", "/v2/", Some(503), true),
+            seen("GET", "/v2/", Some(429), true),
+            seen("GET", "/v2/", None, true),
+            seen("GET", "/v2/", Some(200), false),
+        ]
+    );
+    assert_eq!(proxy.faults_left(), 0);
+}
+
+#[tokio::test]
+async fn faults_apply_only_to_matching_paths() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry.host(), "/manifests/", vec![Fault::Status(500)]);
+    let client = client();
+    let base = proxy.url();
+
+    let root = client
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .expect("GET /v2/");
+    assert_eq!(root.status(), StatusCode::OK);
+    let manifest_url = format!("{base}/v2/fault-proxy/filter/manifests/latest");
+    let faulted = client
+        .get(&manifest_url)
+        .send()
+        .await
+        .expect("first manifest GET");
+    assert_eq!(faulted.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let real = client
+        .get(&manifest_url)
+        .send()
+        .await
+        .expect("second manifest GET");
+    assert_eq!(
+        real.status(),
+        StatusCode::NOT_FOUND,
+        "the registry's own answer"
+    );
+    let body = real.text().await.expect("404 body");
+    assert!(body.contains("MANIFEST_UNKNOWN"), "{body}");
+
+    assert_eq!(
+        proxy.requests(),
+        vec![
+            seen("GET", "/v2/", Some(200), false),
+            seen(
+                "GET",
+                "/v2/fault-proxy/filter/manifests/latest",
+                Some(500),
+                true
+            ),
+            seen(
+                "GET",
+                "/v2/fault-proxy/filter/manifests/latest",
+                Some(404),
+                false
+            ),
+        ]
+    );
+}
+
+/// `POST …/blobs/uploads/`, then `PUT <Location>&digest=…`, through the proxy; the returned `Location` and the
+/// blob's `Location` point at the proxy, because the registry builds them from the unchanged `Host` header.
+async fn upload_through(proxy: &FaultProxy, repository: &str, blob: &[u8], chunked: bool) {
+    let client = client();
+    let base = Url::parse(&proxy.url()).expect("proxy URL");
+    let digest = sha256_digest(blob);
+
+    let started = client
+        .post(
+            base.join(&format!("/v2/{repository}/blobs/uploads/"))
+                .expect("upload URL"),
+        )
+        .send()
+        .await
+        .expect("starting an upload");
+    assert_eq!(started.status(), StatusCode::ACCEPTED);
+    let location = started.headers()[LOCATION]
+        .to_str()
+        .expect("Location header")
+        .to_owned();
+    let mut upload = base.join(&location).expect("upload location");
+    assert_eq!(
+        upload.port(),
+        base.port(),
+        "the upload Location `{location}` points at the proxy"
+    );
+
+    upload.query_pairs_mut().append_pair("digest", &digest);
+    let put = client
+        .put(upload)
+        .header(CONTENT_TYPE, "application/octet-stream");
+    let put = if chunked {
+        // A streamed body of unknown length goes out with `Transfer-Encoding: chunked`.
+        let parts: Vec<Result<Vec<u8>, std::io::Error>> =
+            blob.chunks(7).map(|part| Ok(part.to_vec())).collect();
+        put.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
+    } else {
+        put.body(blob.to_vec())
+    };
+    let finished = put.send().await.expect("finishing the upload");
+    assert_eq!(finished.status(), StatusCode::CREATED);
+    assert_eq!(finished.headers()[DIGEST_HEADER], digest.as_str());
+    let blob_location = finished.headers()[LOCATION]
+        .to_str()
+        .expect("blob Location");
+    assert_eq!(
+        base.join(blob_location).expect("blob URL"),
+        base.join(&format!("/v2/{repository}/blobs/{digest}"))
+            .expect("blob URL")
+    );
+
+    let pulled = client
+        .get(
+            base.join(&format!("/v2/{repository}/blobs/{digest}"))
+                .expect("blob URL"),
+        )
+        .send()
+        .await
+        .expect("pulling the blob");
+    assert_eq!(pulled.status(), StatusCode::OK);
+    assert_eq!(pulled.bytes().await.expect("blob bytes").as_ref(), blob);
+}
+
+#[tokio::test]
+async fn a_monolithic_upload_passes_through_and_keeps_pointing_at_the_proxy() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry.host(), "", Vec::new());
+    let blob = b"a layer that goes through the fault proxy".repeat(1000);
+    upload_through(&proxy, "fault-proxy/upload", &blob, false).await;
+
+    let requests = proxy.requests();
+    let summary: Vec<(&str, u16)> = requests
+        .iter()
+        .map(|request| (request.method.as_str(), request.status.unwrap_or_default()))
+        .collect();
+    assert_eq!(summary, [("POST", 202), ("PUT", 201), ("GET", 200)]);
+    assert_eq!(requests[0].path, "/v2/fault-proxy/upload/blobs/uploads/");
+    assert!(
+        requests[1]
+            .path
+            .starts_with("/v2/fault-proxy/upload/blobs/uploads/")
+            && requests[1].path.contains("digest=sha256%3A"),
+        "{:?}",
+        requests[1]
+    );
+    assert!(requests.iter().all(|request| !request.fault));
+}
+
+#[tokio::test]
+async fn a_chunked_request_body_passes_through() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry.host(), "", Vec::new());
+    let blob = b"streamed in small chunks".repeat(100);
+    upload_through(&proxy, "fault-proxy/chunked", &blob, true).await;
+    assert_eq!(proxy.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_fault_on_an_upload_answers_before_the_registry_sees_it() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry.host(), "/blobs/uploads/", vec![Fault::Reset]);
+    let client = client();
+    let url = format!("{}/v2/fault-proxy/reset/blobs/uploads/", proxy.url());
+    client
+        .post(&url)
+        .body(vec![0_u8; 10_000])
+        .send()
+        .await
+        .expect_err("a reset upload");
+    let retried = client.post(&url).send().await.expect("the retried upload");
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+}
+
+#[test]
+fn dropping_the_proxy_closes_its_port() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry.host(), "", Vec::new());
+    let host = proxy.host();
+    // A connection that never sends a request must not keep the proxy alive.
+    let idle = TcpStream::connect(&host).expect("connecting to the proxy");
+    drop(proxy);
+    assert!(
+        TcpStream::connect(&host).is_err(),
+        "`{host}` still accepts connections"
+    );
+    drop(idle);
+}
