@@ -20,12 +20,67 @@ pub struct Cli {
     /// Log more detail (each file read and written, each decision)
     #[arg(long, short, global = true, env = "IMAGEPIPE_VERBOSE")]
     pub verbose: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How registries are reached; these apply to every command that talks to one.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP and unverified TLS for this registry host (repeatable); loopback hosts need no flag
+    #[arg(
+        long,
+        value_name = "HOST",
+        global = true,
+        env = "IMAGEPIPE_INSECURE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+
+    /// Trust this CA certificate (PEM) in addition to the system's (repeatable)
+    #[arg(
+        long,
+        value_name = "FILE",
+        global = true,
+        env = "IMAGEPIPE_CA_CERT",
+        value_delimiter = ','
+    )]
+    pub ca_cert: Vec<PathBuf>,
+
+    /// User name for the staging registry; the password comes from `--password-stdin` or `IMAGEPIPE_PASSWORD`.
+    /// Without it, credentials come from Docker's config.json (`DOCKER_CONFIG`)
+    #[arg(long, value_name = "NAME", global = true, env = "IMAGEPIPE_USERNAME")]
+    pub username: Option<String>,
+
+    /// Read the staging registry's password from standard input
+    #[arg(
+        long,
+        global = true,
+        env = "IMAGEPIPE_PASSWORD_STDIN",
+        requires = "username"
+    )]
+    pub password_stdin: bool,
+}
+
+/// Where staging is: the registry (or `oci:DIR`) images are pushed to before publishing.
+#[derive(Debug, Args)]
+pub struct StagingArgs {
+    /// The staging store: `HOST[:PORT]` of a registry, or `oci:DIR` for an OCI layout folder
+    #[arg(long, value_name = "R", env = "IMAGEPIPE_STAGING_REGISTRY")]
+    pub staging_registry: String,
+
+    /// A path put before each repository in staging, e.g. `staging/<run-id>`
+    #[arg(long, value_name = "P", env = "IMAGEPIPE_STAGING_PREFIX")]
+    pub staging_prefix: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Merge the build legs' image-info fragments into one image-info.json
     PostBuild(PostBuildArgs),
+    /// Create and push one manifest list per image with shared tags, before anything is signed
+    CreateManifest(CreateManifestArgs),
     /// Check manifest.json and image-info.json files, listing every problem
     Validate(ValidateArgs),
     /// Print the JSON Schema of manifest.json or image-info.json
@@ -69,6 +124,39 @@ pub struct PostBuildArgs {
     /// Where to write the merged image-info.json
     #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateManifestArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// The image-info.json written by post-build; updated in place unless `--output` is given
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
+    pub image_info: PathBuf,
+
+    /// Refuse an image-info whose SHA-256 differs (the `image-info-sha256` output of the previous stage)
+    #[arg(long, value_name = "HEX", env = "IMAGEPIPE_EXPECT_SHA256")]
+    pub expect_sha256: Option<String>,
+
+    /// Where to write the updated image-info.json
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    /// The kind of manifest list to write
+    #[arg(long, value_enum, default_value_t = IndexKind::Oci, env = "IMAGEPIPE_MEDIA_TYPE")]
+    pub media_type: IndexKind,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IndexKind {
+    /// An OCI image index
+    Oci,
+    /// A Docker manifest list
+    Docker,
 }
 
 #[derive(Debug, Args)]

@@ -4,16 +4,40 @@
 use std::collections::BTreeMap;
 
 use crate::ci::{CiHost, RunIdentity};
-use crate::cli::{Cli, Command, SchemaFormat, VariableArgs};
-use crate::stages::{self, post_build, schema, validate};
+use crate::cli::{Cli, Command, IndexKind, RegistryArgs, SchemaFormat, StagingArgs, VariableArgs};
+use crate::stages::{self, create_manifest, post_build, schema, validate};
+use crate::store::Location;
+use crate::store::registry::{ClientSettings, Credential, CredentialSource};
+
+/// The environment variable a password may come in, for CI systems that hand secrets over as variables.
+const PASSWORD_VARIABLE: &str = "IMAGEPIPE_PASSWORD";
 
 pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let Cli {
         command,
         verbose: _,
+        registry,
     } = cli;
     let run = RunIdentity::from_environment();
     match command {
+        Command::CreateManifest(arguments) => {
+            let staging = staging_location(&arguments.staging)?;
+            let settings = create_manifest::Settings {
+                manifest: arguments.manifest.manifest,
+                variables: variables(arguments.manifest.variables, &run),
+                image_info: arguments.image_info,
+                output: arguments.output,
+                expect_sha256: arguments.expect_sha256,
+                client: client_settings(registry, &staging, host)?,
+                staging,
+                staging_prefix: arguments.staging.staging_prefix,
+                media_type: match arguments.media_type {
+                    IndexKind::Oci => create_manifest::IndexMediaType::Oci,
+                    IndexKind::Docker => create_manifest::IndexMediaType::Docker,
+                },
+            };
+            create_manifest::run(settings, &run, host).await
+        }
         Command::PostBuild(arguments) => {
             let settings = post_build::Settings {
                 manifest: arguments.manifest.manifest,
@@ -45,3 +69,54 @@ fn variables(arguments: VariableArgs, run: &RunIdentity) -> BTreeMap<String, Str
     let VariableArgs { variables } = arguments;
     stages::manifest_variables(variables, run)
 }
+
+fn staging_location(arguments: &StagingArgs) -> anyhow::Result<Location> {
+    arguments
+        .staging_registry
+        .parse()
+        .map_err(|error| anyhow::Error::new(InvalidFlag(format!("--staging-registry: {error}"))))
+}
+
+/// The registry client's settings. Explicit credentials (`--username` with `--password-stdin` or
+/// `IMAGEPIPE_PASSWORD`) are for the staging registry only; every other registry's come from Docker's config.
+fn client_settings(
+    arguments: RegistryArgs,
+    staging: &Location,
+    host: &mut dyn CiHost,
+) -> anyhow::Result<ClientSettings> {
+    let RegistryArgs {
+        insecure_registry,
+        ca_cert,
+        username,
+        password_stdin,
+    } = arguments;
+    let mut credentials = CredentialSource::from_environment();
+    if let (Some(username), Location::Registry(registry)) = (username, staging) {
+        let password = if password_stdin {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).map_err(|error| {
+                InvalidFlag(format!(
+                    "--password-stdin: cannot read standard input: {error}"
+                ))
+            })?;
+            password.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            std::env::var(PASSWORD_VARIABLE).map_err(|_| {
+                InvalidFlag(format!("--username needs a password: pass it on standard input with --password-stdin, or set {PASSWORD_VARIABLE}"))
+            })?
+        };
+        host.mask(&password);
+        credentials = credentials.with_explicit(registry, Credential::Basic { username, password });
+    }
+    Ok(ClientSettings {
+        insecure_registries: insecure_registry,
+        ca_certificates: ca_cert,
+        credentials,
+        ..ClientSettings::default()
+    })
+}
+
+/// A flag whose value is wrong in a way clap cannot see (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidFlag(pub String);

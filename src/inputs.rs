@@ -31,6 +31,12 @@ pub enum InputError {
     },
     #[error("`{folder}` holds no fragments (`*.json` files)", folder = .folder.display())]
     NoFragments { folder: PathBuf },
+    #[error("`{file}` has SHA-256 `{actual}`, but the previous stage wrote `{expected}`", file = .file.display())]
+    Changed {
+        file: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// One problem is the message itself; several are counted here and listed one per line by the reporter.
@@ -47,6 +53,9 @@ impl InputError {
             Self::NoFragments { .. } => Some(
                 "point `--fragments` at the folder the build legs' artifacts were downloaded into"
                     .to_owned(),
+            ),
+            Self::Changed { .. } => Some(
+                "pass the image-info artifact of the previous stage unchanged, or drop `--expect-sha256`".to_owned(),
             ),
             _ => None,
         }
@@ -142,6 +151,33 @@ pub fn load_image_info(file: &Path) -> Result<ImageInfo, InputError> {
             issues,
         })
     }
+}
+
+/// Loads an image-info file handed on by the previous stage, refusing one whose SHA-256 is not the one that
+/// stage announced (`expect-sha256`): a file changed on the way is not what was built.
+pub fn load_image_info_expecting(
+    file: &Path,
+    expected_sha256: Option<&str>,
+) -> Result<ImageInfo, InputError> {
+    if let Some(expected) = expected_sha256 {
+        let bytes = std::fs::read(file).map_err(|source| JsonFileError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let actual = crate::model::reference::Digest::of(&bytes);
+        let expected = expected
+            .trim()
+            .trim_start_matches("sha256:")
+            .to_ascii_lowercase();
+        if actual.hex() != expected {
+            return Err(InputError::Changed {
+                file: file.to_owned(),
+                expected,
+                actual: actual.hex().to_owned(),
+            });
+        }
+    }
+    load_image_info(file)
 }
 
 /// The `*.json` files directly in `folder`, in name order.

@@ -3,11 +3,15 @@
 use std::process::ExitCode;
 
 use crate::ci::CiHost;
+use crate::dispatch::InvalidFlag;
 use crate::inputs::InputError;
 use crate::json_file::JsonFileError;
 use crate::model::issue::Issue;
 use crate::model::ledger::LedgerError;
 use crate::model::merge::MergeError;
+use crate::model::placement::PlacementError;
+use crate::stages::Refusal;
+use crate::store::StoreError;
 
 /// The exit codes scripts and CI templates depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,15 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
                 JsonFileError::Read { .. } => plain(Outcome::InvalidInput),
             };
         }
+        if cause.is::<InvalidFlag>() {
+            return plain(Outcome::InvalidInput);
+        }
+        if cause.is::<PlacementError>() {
+            return Diagnosis {
+                hint: Some("image-info must come from this manifest's post-build".into()),
+                ..plain(Outcome::InvalidInput)
+            };
+        }
         if cause.is::<MergeError>() {
             return Diagnosis {
                 hint: Some(
@@ -64,6 +77,22 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
                         .into(),
                 ),
                 ..plain(Outcome::InvalidInput)
+            };
+        }
+        if let Some(refusal) = cause.downcast_ref::<Refusal>() {
+            return Diagnosis {
+                hint: refusal.hint.clone(),
+                ..plain(Outcome::PreconditionFailed)
+            };
+        }
+        if let Some(store) = cause.downcast_ref::<StoreError>() {
+            let outcome = match store {
+                StoreError::InsecureNotAllowed { .. } => Outcome::InvalidInput,
+                _ => Outcome::RuntimeFailure,
+            };
+            return Diagnosis {
+                hint: store.hint(),
+                ..plain(outcome)
             };
         }
         if let Some(ledger) = cause.downcast_ref::<LedgerError>() {

@@ -30,6 +30,7 @@ fn help_texts() {
     for (name, arguments) in [
         ("help", &["--help"][..]),
         ("help_post_build", &["post-build", "--help"][..]),
+        ("help_create_manifest", &["create-manifest", "--help"][..]),
         ("help_validate", &["validate", "--help"][..]),
         ("help_schema", &["schema", "--help"][..]),
     ] {

@@ -1,6 +1,7 @@
 //! One module per stage. Each takes its own settings struct, loads and checks its inputs, checks the ledger on
 //! entry, and writes its outputs atomically.
 
+pub mod create_manifest;
 pub mod post_build;
 pub mod schema;
 pub mod summary;
@@ -40,4 +41,12 @@ pub fn stage_record(stage: Stage, run: &RunIdentity) -> StageRecord {
         run_id: run.run_id.clone(),
         attempt: run.attempt,
     }
+}
+
+/// A stage refusing to run because a precondition is not met (exit code 3): what is missing, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub message: String,
+    pub hint: Option<String>,
 }
