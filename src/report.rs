@@ -86,13 +86,9 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
             };
         }
         if let Some(store) = cause.downcast_ref::<StoreError>() {
-            let outcome = match store {
-                StoreError::InsecureNotAllowed { .. } => Outcome::InvalidInput,
-                _ => Outcome::RuntimeFailure,
-            };
             return Diagnosis {
                 hint: store.hint(),
-                ..plain(outcome)
+                ..plain(Outcome::RuntimeFailure)
             };
         }
         if let Some(ledger) = cause.downcast_ref::<LedgerError>() {

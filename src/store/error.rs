@@ -104,8 +104,6 @@ pub enum StoreError {
         registry: String,
         user: Option<String>,
     },
-    #[error("`{host}` is not a loopback address, so plain HTTP needs `--insecure-registry {host}`")]
-    InsecureNotAllowed { host: String },
     #[error("cannot get credentials for {registry}")]
     Credentials {
         registry: String,
@@ -150,9 +148,6 @@ impl StoreError {
         match self {
             Self::Unauthorized { registry, .. } => Some(format!(
                 "check the password given with `--password-stdin` or `IMAGEPIPE_PASSWORD`, or log in with `docker login {registry}`"
-            )),
-            Self::InsecureNotAllowed { host } => Some(format!(
-                "add `--insecure-registry {host}` if plain HTTP is intended"
             )),
             Self::Connection { .. } => {
                 Some("check that the registry is up and reachable from this machine".to_owned())

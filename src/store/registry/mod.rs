@@ -221,17 +221,7 @@ impl RegistryClient {
                 }
             }
         }
-        match last_error {
-            Some(error) if !self.may_use_plain_http(host) && is_plain_http_answer(&error) => {
-                Err(StoreError::InsecureNotAllowed {
-                    host: host.to_owned(),
-                })
-            }
-            Some(error) => Err(error),
-            None => Err(StoreError::InsecureNotAllowed {
-                host: host.to_owned(),
-            }),
-        }
+        Err(last_error.unwrap_or_else(|| unreachable!("at least one scheme is tried")))
     }
 
     /// Sends a request that needs no authentication, retrying transient failures.
@@ -597,11 +587,6 @@ fn connection_failure(error: &reqwest::Error) -> String {
     } else {
         "a broken connection".to_owned()
     }
-}
-
-/// Whether HTTPS failed in the way it does against a plain HTTP server.
-fn is_plain_http_answer(error: &StoreError) -> bool {
-    matches!(error, StoreError::Connection { source, .. } if source.is_connect())
 }
 
 /// Loopback registries may be plain HTTP, like Docker allows: `localhost`, `127.0.0.0/8`, `::1`.

@@ -231,6 +231,18 @@ fn location_of(response: &Response, request_target: &str) -> Result<String, Stor
     })
 }
 
+/// The `Content-Length` header itself: for a HEAD answer, reqwest's `content_length()` is the length of the
+/// (empty) body it received.
+fn declared_length(response: &Response) -> Option<u64> {
+    response
+        .headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn content_type(response: &Response) -> Option<String> {
     let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next().unwrap_or(value).trim().to_owned())
@@ -338,7 +350,7 @@ impl Store for RegistryStore {
         if response.status() != StatusCode::OK {
             return Err(status_error(&request.method, &request.target, response, 1).await);
         }
-        let size = response.content_length();
+        let size = declared_length(&response);
         let digest = header_digest(&response).and_then(|digest| digest.parse::<Digest>().ok());
         let media_type = content_type(&response);
         match (size, digest, media_type) {
@@ -405,7 +417,7 @@ impl Store for RegistryStore {
         );
         let response = self.client.send(&request).await?;
         match response.status() {
-            StatusCode::OK => Ok(Some(response.content_length().unwrap_or_default())),
+            StatusCode::OK => Ok(Some(declared_length(&response).unwrap_or_default())),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(status_error(&request.method, &request.target, response, 1).await),
         }
