@@ -121,6 +121,27 @@ fn post_build(
     output
 }
 
+/// What the usual scenario starts from: amd64 and arm64 built and pushed to `repository` of `store`, their
+/// fragments merged by post-build. Returns the manifest, the image-info and the two images.
+async fn both_platforms_built(
+    folder: &Path,
+    store: &impl Store,
+    repository: &str,
+    public: &str,
+) -> (PathBuf, PathBuf, TestImage, TestImage) {
+    let manifest = write_manifest(folder, public);
+    let (amd64, arm64, _) = images();
+    for image in [&amd64, &arm64] {
+        image.push(store, repository, None).await;
+    }
+    let built = [
+        (&amd64, "src/amd64", "1.0-amd64"),
+        (&arm64, "src/arm64v8", "1.0-arm64v8"),
+    ];
+    let info = post_build(folder, &manifest, public, &built);
+    (manifest, info, amd64, arm64)
+}
+
 fn read_json(file: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(file).expect("reads")).expect("JSON")
 }
@@ -297,9 +318,6 @@ fn recorded_index(info: &Path) -> Value {
 async fn a_tls_registry_with_credentials_from_docker_config() {
     let staging = Registry::start_tls_with_htpasswd("ci-user", "correct-horse-battery");
     let folder = tempfile::tempdir().expect("temp dir");
-    let public = "registry.example.com";
-    let manifest = write_manifest(folder.path(), public);
-    let (amd64, arm64, _) = images();
     let docker_config = staging.docker_config_dir();
     let settings = ClientSettings {
         ca_certificates: vec![staging.ca_cert().to_owned()],
@@ -310,18 +328,8 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
         Arc::new(RegistryClient::new(settings).expect("client")),
         &staging.host(),
     );
-    for image in [&amd64, &arm64] {
-        image.push(&store, REPOSITORY, None).await;
-    }
-    let info = post_build(
-        folder.path(),
-        &manifest,
-        public,
-        &[
-            (&amd64, "src/amd64", "1.0-amd64"),
-            (&arm64, "src/arm64v8", "1.0-arm64v8"),
-        ],
-    );
+    let (manifest, info, _, _) =
+        both_platforms_built(folder.path(), &store, REPOSITORY, "registry.example.com").await;
     let mut arguments = create_manifest_arguments(&manifest, &info, &staging.host());
     arguments.extend([
         "--ca-cert".to_owned(),
@@ -394,22 +402,9 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
 async fn an_oci_layout_as_staging() {
     let folder = tempfile::tempdir().expect("temp dir");
     let layout = folder.path().join("staging");
-    let public = "registry.example.com";
-    let manifest = write_manifest(folder.path(), public);
-    let (amd64, arm64, _) = images();
     let store = LayoutStore::new(layout.clone());
-    for image in [&amd64, &arm64] {
-        image.push(&store, REPOSITORY, None).await;
-    }
-    let info = post_build(
-        folder.path(),
-        &manifest,
-        public,
-        &[
-            (&amd64, "src/amd64", "1.0-amd64"),
-            (&arm64, "src/arm64v8", "1.0-arm64v8"),
-        ],
-    );
+    let (manifest, info, _, _) =
+        both_platforms_built(folder.path(), &store, REPOSITORY, "registry.example.com").await;
     let staging = format!("oci:{}", layout.display());
     let arguments = create_manifest_arguments(&manifest, &info, &staging);
     let (code, _, stderr) = imagepipe(&strings(&arguments));
@@ -594,21 +589,9 @@ async fn docker_manifest_lists_on_request() {
     // In a registry: skopeo reads only OCI media types from an OCI layout's index.json.
     let staging = Registry::start();
     let folder = tempfile::tempdir().expect("temp dir");
-    let manifest = write_manifest(folder.path(), "registry.example.com");
-    let (amd64, arm64, _) = images();
     let store = RegistryStore::new(client(), &staging.host());
-    for image in [&amd64, &arm64] {
-        image.push(&store, REPOSITORY, None).await;
-    }
-    let info = post_build(
-        folder.path(),
-        &manifest,
-        "registry.example.com",
-        &[
-            (&amd64, "src/amd64", "1.0-amd64"),
-            (&arm64, "src/arm64v8", "1.0-arm64v8"),
-        ],
-    );
+    let (manifest, info, _, _) =
+        both_platforms_built(folder.path(), &store, REPOSITORY, "registry.example.com").await;
     let mut arguments = create_manifest_arguments(&manifest, &info, &staging.host());
     arguments.extend(["--media-type".to_owned(), "docker".to_owned()]);
     let (code, _, stderr) = imagepipe(&strings(&arguments));
@@ -626,21 +609,9 @@ async fn docker_manifest_lists_on_request() {
 async fn retries_through_503_429_and_a_reset_connection() {
     let staging = Registry::start();
     let folder = tempfile::tempdir().expect("temp dir");
-    let manifest = write_manifest(folder.path(), "registry.example.com");
-    let (amd64, arm64, _) = images();
     let store = RegistryStore::new(client(), &staging.host());
-    for image in [&amd64, &arm64] {
-        image.push(&store, REPOSITORY, None).await;
-    }
-    let info = post_build(
-        folder.path(),
-        &manifest,
-        "registry.example.com",
-        &[
-            (&amd64, "src/amd64", "1.0-amd64"),
-            (&arm64, "src/arm64v8", "1.0-arm64v8"),
-        ],
-    );
+    let (manifest, info, _, _) =
+        both_platforms_built(folder.path(), &store, REPOSITORY, "registry.example.com").await;
     let proxy = FaultProxy::start(
         &staging.host(),
         "/manifests/",

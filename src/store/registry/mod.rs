@@ -236,11 +236,9 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let sent = {
-                let _permit = self.in_flight.acquire().await;
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                decorate(client.request(method.clone(), url)).send().await
-            };
+            let sent = self
+                .transmit(decorate(client.request(method.clone(), url)))
+                .await;
             match self
                 .after_attempt(method, url, attempt, attempts, sent)
                 .await?
@@ -249,6 +247,13 @@ impl RegistryClient {
                 None => continue,
             }
         }
+    }
+
+    /// Sends one request within the bound on requests in flight, counting it.
+    async fn transmit(&self, request: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
+        let _permit = self.in_flight.acquire().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        request.send().await
     }
 
     /// Decides what an attempt's outcome means: a response to return, or `None` to try again (after the
@@ -323,8 +328,6 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let sent = {
-                let _permit = self.in_flight.acquire().await;
-                self.requests.fetch_add(1, Ordering::Relaxed);
                 let mut builder = client
                     .request(request.method.clone(), &url)
                     .headers(request.headers.clone());
@@ -332,7 +335,7 @@ impl RegistryClient {
                 if let Some(body) = &request.body {
                     builder = builder.body(body.clone());
                 }
-                builder.send().await
+                self.transmit(builder).await
             };
             if let Ok(response) = &sent {
                 if response.status() == StatusCode::UNAUTHORIZED {
