@@ -7,5 +7,6 @@ pub mod inputs;
 pub mod json_file;
 pub mod model;
 pub mod report;
+pub mod sign;
 pub mod stages;
 pub mod store;
