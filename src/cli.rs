@@ -81,6 +81,12 @@ pub enum Command {
     PostBuild(PostBuildArgs),
     /// Create and push one manifest list per image with shared tags, before anything is signed
     CreateManifest(CreateManifestArgs),
+    /// Sign every digest in image-info, platform images and manifest lists alike
+    Sign(SignArgs),
+    /// Check that every digest in image-info carries a valid signature by a key
+    Verify(VerifyArgs),
+    /// Write a cosign-compatible key pair, the private key encrypted with COSIGN_PASSWORD
+    GenerateKey(GenerateKeyArgs),
     /// Check manifest.json and image-info.json files, listing every problem
     Validate(ValidateArgs),
     /// Print the JSON Schema of manifest.json or image-info.json
@@ -131,15 +137,10 @@ pub struct CreateManifestArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
 
-    /// The image-info.json written by post-build; updated in place unless `--output` is given
-    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
-    pub image_info: PathBuf,
+    #[command(flatten)]
+    pub image_info: ImageInfoArgs,
 
-    /// Refuse an image-info whose SHA-256 differs (the `image-info-sha256` output of the previous stage)
-    #[arg(long, value_name = "HEX", env = "IMAGEPIPE_EXPECT_SHA256")]
-    pub expect_sha256: Option<String>,
-
-    /// Where to write the updated image-info.json
+    /// Where to write the updated image-info.json (default: `--image-info`, replaced atomically)
     #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
     pub output: Option<PathBuf>,
 
@@ -149,6 +150,92 @@ pub struct CreateManifestArgs {
     /// The kind of manifest list to write
     #[arg(long, value_enum, default_value_t = IndexKind::Oci, env = "IMAGEPIPE_MEDIA_TYPE")]
     pub media_type: IndexKind,
+}
+
+/// The image-info a stage reads and updates, and the check that it is the file the previous stage wrote.
+#[derive(Debug, Args)]
+pub struct ImageInfoArgs {
+    /// The image-info.json the previous stage wrote; this stage's ledger entry is added to it
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
+    pub image_info: PathBuf,
+
+    /// Refuse an image-info whose SHA-256 differs (the `image-info-sha256` output of the previous stage)
+    #[arg(long, value_name = "HEX", env = "IMAGEPIPE_EXPECT_SHA256")]
+    pub expect_sha256: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[command(flatten)]
+    pub image_info: ImageInfoArgs,
+
+    /// Where to write the updated image-info.json (default: `--image-info`, replaced atomically)
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
+    pub output: Option<PathBuf>,
+
+    /// The private key: a cosign key file (password in COSIGN_PASSWORD), a PKCS#8 PEM file, or `env://VAR`
+    #[arg(long, value_name = "KEY", env = "IMAGEPIPE_KEY")]
+    pub key: String,
+
+    /// The manifest.json: with it, every image it gives shared tags must have its manifest list first
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub variables: VariableArgs,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    /// Where signatures are stored: the `.sig` tag, OCI 1.1 referrers, or referrers where the registry has the API
+    #[arg(long, value_enum, default_value_t = SignatureModeArg::Tag, env = "IMAGEPIPE_SIGNATURE_MODE")]
+    pub signature_mode: SignatureModeArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignatureModeArg {
+    Tag,
+    Referrers,
+    Auto,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub image_info: ImageInfoArgs,
+
+    /// The public key (PEM) signatures must verify with, or `env://VAR`
+    #[arg(long, value_name = "PUBLIC_KEY", env = "IMAGEPIPE_KEY")]
+    pub key: String,
+
+    /// Check staging instead of the public registry the digests name
+    #[arg(long, value_name = "R", env = "IMAGEPIPE_STAGING_REGISTRY")]
+    pub staging_registry: Option<String>,
+
+    /// The path put before each repository in staging
+    #[arg(
+        long,
+        value_name = "P",
+        env = "IMAGEPIPE_STAGING_PREFIX",
+        requires = "staging_registry"
+    )]
+    pub staging_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateKeyArgs {
+    /// Write PREFIX.key and PREFIX.pub
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "cosign",
+        env = "IMAGEPIPE_OUTPUT_PREFIX"
+    )]
+    pub output_prefix: PathBuf,
+
+    /// Replace existing key files
+    #[arg(long, env = "IMAGEPIPE_FORCE")]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

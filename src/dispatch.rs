@@ -4,8 +4,14 @@
 use std::collections::BTreeMap;
 
 use crate::ci::{CiHost, RunIdentity};
-use crate::cli::{Cli, Command, IndexKind, RegistryArgs, SchemaFormat, StagingArgs, VariableArgs};
-use crate::stages::{self, create_manifest, post_build, schema, validate};
+use crate::cli::{
+    Cli, Command, IndexKind, RegistryArgs, SchemaFormat, SignatureModeArg, StagingArgs,
+    VariableArgs,
+};
+use crate::sign::keys::KeySource;
+use crate::stages::{
+    self, create_manifest, generate_key, post_build, schema, sign, validate, verify,
+};
 use crate::store::Location;
 use crate::store::registry::{ClientSettings, Credential, CredentialSource};
 
@@ -25,10 +31,10 @@ pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             let settings = create_manifest::Settings {
                 manifest: arguments.manifest.manifest,
                 variables: variables(arguments.manifest.variables, &run),
-                image_info: arguments.image_info,
+                image_info: arguments.image_info.image_info,
                 output: arguments.output,
-                expect_sha256: arguments.expect_sha256,
-                client: client_settings(registry, &staging, host)?,
+                expect_sha256: arguments.image_info.expect_sha256,
+                client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,
                 media_type: match arguments.media_type {
@@ -37,6 +43,51 @@ pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 },
             };
             create_manifest::run(settings, &run, host).await
+        }
+        Command::Sign(arguments) => {
+            let staging = staging_location(&arguments.staging)?;
+            let settings = sign::Settings {
+                image_info: arguments.image_info.image_info,
+                output: arguments.output,
+                expect_sha256: arguments.image_info.expect_sha256,
+                manifest: arguments
+                    .manifest
+                    .map(|manifest| (manifest, variables(arguments.variables, &run))),
+                key: key_source(&arguments.key)?,
+                password: cosign_password(),
+                client: client_settings(registry, Some(&staging), host)?,
+                staging,
+                staging_prefix: arguments.staging.staging_prefix,
+                mode: match arguments.signature_mode {
+                    SignatureModeArg::Tag => sign::SignatureMode::Tag,
+                    SignatureModeArg::Referrers => sign::SignatureMode::Referrers,
+                    SignatureModeArg::Auto => sign::SignatureMode::Auto,
+                },
+            };
+            sign::run(settings, &run, host).await
+        }
+        Command::Verify(arguments) => {
+            let staging = match &arguments.staging_registry {
+                Some(registry) => Some(parse_location(registry)?),
+                None => None,
+            };
+            let client = client_settings(registry, staging.as_ref(), host)?;
+            let settings = verify::Settings {
+                image_info: arguments.image_info.image_info,
+                expect_sha256: arguments.image_info.expect_sha256,
+                key: key_source(&arguments.key)?,
+                staging: staging.map(|location| (location, arguments.staging_prefix)),
+                client,
+            };
+            verify::run(settings, &run, host).await
+        }
+        Command::GenerateKey(arguments) => {
+            let settings = generate_key::Settings {
+                prefix: arguments.output_prefix,
+                force: arguments.force,
+                password: cosign_password(),
+            };
+            generate_key::run(settings)
         }
         Command::PostBuild(arguments) => {
             let settings = post_build::Settings {
@@ -71,17 +122,31 @@ fn variables(arguments: VariableArgs, run: &RunIdentity) -> BTreeMap<String, Str
 }
 
 fn staging_location(arguments: &StagingArgs) -> anyhow::Result<Location> {
-    arguments
-        .staging_registry
-        .parse()
+    parse_location(&arguments.staging_registry)
+}
+
+fn parse_location(text: &str) -> anyhow::Result<Location> {
+    text.parse()
         .map_err(|error| anyhow::Error::new(InvalidFlag(format!("--staging-registry: {error}"))))
+}
+
+fn key_source(text: &str) -> anyhow::Result<KeySource> {
+    text.parse()
+        .map_err(|error| anyhow::Error::new(InvalidFlag(format!("--key: {error}"))))
+}
+
+/// The password of a cosign key, from where cosign reads it; empty when unset, as cosign allows.
+fn cosign_password() -> Vec<u8> {
+    std::env::var_os("COSIGN_PASSWORD")
+        .map(|password| password.into_encoded_bytes())
+        .unwrap_or_default()
 }
 
 /// The registry client's settings. Explicit credentials (`--username` with `--password-stdin` or
 /// `IMAGEPIPE_PASSWORD`) are for the staging registry only; every other registry's come from Docker's config.
 fn client_settings(
     arguments: RegistryArgs,
-    staging: &Location,
+    staging: Option<&Location>,
     host: &mut dyn CiHost,
 ) -> anyhow::Result<ClientSettings> {
     let RegistryArgs {
@@ -91,7 +156,7 @@ fn client_settings(
         password_stdin,
     } = arguments;
     let mut credentials = CredentialSource::from_environment();
-    if let (Some(username), Location::Registry(registry)) = (username, staging) {
+    if let (Some(username), Some(Location::Registry(registry))) = (username, staging) {
         let password = if password_stdin {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).map_err(|error| {

@@ -1,4 +1,4 @@
-//! Reading JSON files with errors that point into them, and writing them atomically.
+//! Reading JSON files with errors that point into them, and writing files atomically.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -101,7 +101,16 @@ pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 /// Writes `value` to `file` through a temporary file in the same folder and a rename, so a reader sees the old
 /// file or the new one, never half of one. Returns the digest of the bytes written.
 pub fn write_atomically<T: Serialize>(file: &Path, value: &T) -> Result<Digest, JsonFileError> {
-    let bytes = to_bytes(value);
+    write_bytes_atomically(file, &to_bytes(value), 0o644)
+}
+
+/// Writes `bytes` atomically (as [`write_atomically`]) with permission bits `mode`.
+pub fn write_bytes_atomically(
+    file: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<Digest, JsonFileError> {
+    use std::os::unix::fs::PermissionsExt as _;
     let error = |source| JsonFileError::Write {
         file: file.to_owned(),
         source,
@@ -114,14 +123,15 @@ pub fn write_atomically<T: Serialize>(file: &Path, value: &T) -> Result<Digest, 
     let mut temporary = tempfile::Builder::new()
         .prefix(".imagepipe-")
         .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
         .tempfile_in(folder)
         .map_err(error)?;
-    temporary.write_all(&bytes).map_err(error)?;
+    temporary.write_all(bytes).map_err(error)?;
     temporary.as_file().sync_all().map_err(error)?;
     temporary
         .persist(file)
         .map_err(|persist| error(persist.error))?;
-    Ok(Digest::of(&bytes))
+    Ok(Digest::of(bytes))
 }
 
 #[cfg(test)]

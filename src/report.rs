@@ -10,6 +10,7 @@ use crate::model::issue::Issue;
 use crate::model::ledger::LedgerError;
 use crate::model::merge::MergeError;
 use crate::model::placement::PlacementError;
+use crate::sign::keys::KeyError;
 use crate::stages::Refusal;
 use crate::store::StoreError;
 
@@ -60,6 +61,9 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
                 },
                 JsonFileError::Read { .. } => plain(Outcome::InvalidInput),
             };
+        }
+        if cause.is::<KeyError>() {
+            return plain(Outcome::InvalidInput);
         }
         if cause.is::<InvalidFlag>() {
             return plain(Outcome::InvalidInput);

@@ -31,6 +31,8 @@ fn help_texts() {
         ("help", &["--help"][..]),
         ("help_post_build", &["post-build", "--help"][..]),
         ("help_create_manifest", &["create-manifest", "--help"][..]),
+        ("help_sign", &["sign", "--help"][..]),
+        ("help_verify", &["verify", "--help"][..]),
         ("help_validate", &["validate", "--help"][..]),
         ("help_schema", &["schema", "--help"][..]),
     ] {

@@ -286,6 +286,67 @@ impl ImageInfo {
     }
 }
 
+/// Which digest of an image an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestSlot {
+    Platform(usize),
+    Index,
+    /// A copy of the index under another repository name.
+    Syndicated(usize),
+}
+
+/// One digest image-info records, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestEntry {
+    pub repo: usize,
+    pub image: usize,
+    pub slot: DigestSlot,
+    /// As recorded: `registry/repository@sha256:…`.
+    pub reference: String,
+}
+
+impl ImageInfo {
+    /// Every digest: each platform's, each index's and each syndicated copy's, in file order.
+    pub fn digest_entries(&self) -> Vec<DigestEntry> {
+        let mut entries = Vec::new();
+        for (repo, data) in self.repos.iter().enumerate() {
+            for (image, image_data) in data.images.iter().enumerate() {
+                let entry = |slot, reference: &String| DigestEntry {
+                    repo,
+                    image,
+                    slot,
+                    reference: reference.clone(),
+                };
+                for (index, platform) in image_data.platforms.iter().enumerate() {
+                    entries.push(entry(DigestSlot::Platform(index), &platform.digest));
+                }
+                if let Some(manifest) = &image_data.manifest {
+                    entries.push(entry(DigestSlot::Index, &manifest.digest));
+                    for (index, syndicated) in manifest.syndicated_digests.iter().enumerate() {
+                        entries.push(entry(DigestSlot::Syndicated(index), syndicated));
+                    }
+                }
+            }
+        }
+        entries
+    }
+
+    /// The signature records of a digest entry; a syndicated copy's are kept with its index's.
+    pub fn signatures_mut(&mut self, entry: &DigestEntry) -> Option<&mut Vec<SignatureRecord>> {
+        let image = self
+            .repos
+            .get_mut(entry.repo)?
+            .images
+            .get_mut(entry.image)?;
+        match entry.slot {
+            DigestSlot::Platform(index) => Some(&mut image.platforms.get_mut(index)?.signatures),
+            DigestSlot::Index | DigestSlot::Syndicated(_) => {
+                Some(&mut image.manifest.as_mut()?.signatures)
+            }
+        }
+    }
+}
+
 /// Sizes of an image-info, for progress and summaries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {

@@ -95,6 +95,22 @@ impl fmt::Display for DigestReference {
     }
 }
 
+impl DigestReference {
+    /// The registry host of the name, by Docker's rule: a first component with a `.` or `:`, or `localhost`.
+    pub fn registry(&self) -> Option<&str> {
+        let (first, _) = self.name.split_once('/')?;
+        (first.contains(['.', ':']) || first == "localhost").then_some(first)
+    }
+
+    /// The repository path without the registry: `acme/app` of `registry.example.com/acme/app`.
+    pub fn repository(&self) -> &str {
+        match self.registry() {
+            Some(registry) => &self.name[registry.len() + 1..],
+            None => &self.name,
+        }
+    }
+}
+
 /// Whether `tag` is a tag the distribution spec accepts: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn is_valid_tag(tag: &str) -> bool {
     let mut bytes = tag.bytes();
@@ -170,6 +186,17 @@ mod tests {
         let reference: DigestReference = text.parse().expect("valid reference");
         assert_eq!(reference.name, "mcr.microsoft.com/dotnet/aspnet");
         assert_eq!(reference.to_string(), text);
+        assert_eq!(reference.registry(), Some("mcr.microsoft.com"));
+        assert_eq!(reference.repository(), "dotnet/aspnet");
+        let local: DigestReference = format!("127.0.0.1:5000/acme/app@sha256:{HEX}")
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            (local.registry(), local.repository()),
+            (Some("127.0.0.1:5000"), "acme/app")
+        );
+        let bare: DigestReference = format!("acme/app@sha256:{HEX}").parse().expect("valid");
+        assert_eq!((bare.registry(), bare.repository()), (None, "acme/app"));
         for bad in [
             format!("@sha256:{HEX}"),
             "repo@sha256:12".to_owned(),

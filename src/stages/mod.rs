@@ -2,10 +2,13 @@
 //! entry, and writes its outputs atomically.
 
 pub mod create_manifest;
+pub mod generate_key;
 pub mod post_build;
 pub mod schema;
+pub mod sign;
 pub mod summary;
 pub mod validate;
+pub mod verify;
 
 use std::collections::BTreeMap;
 

@@ -333,6 +333,11 @@ impl Store for LayoutStore {
 
     /// A layout has no referrers API, so only the `sha256-<hex>.sig` tag counts. Scanning every entry for a
     /// `subject` would read every manifest of the repository once per signed digest.
+    async fn has_referrers_api(&self, _repository: &str) -> Result<bool, StoreError> {
+        // A layout has no API; signatures live at their `.sig` tag.
+        Ok(false)
+    }
+
     async fn signatures_of(
         &self,
         repository: &str,

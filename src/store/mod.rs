@@ -165,6 +165,12 @@ pub trait Store: Send + Sync {
         repository: &str,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
+    /// Whether the store has the OCI 1.1 referrers API.
+    fn has_referrers_api(
+        &self,
+        repository: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The signature manifests of a digest: its referrers when the store has the referrers API, else the
     /// manifest at its `sha256-<hex>.sig` tag (if any).
     fn signatures_of(
@@ -265,6 +271,10 @@ impl Store for AnyStore {
 
     async fn list_tags(&self, repository: &str) -> Result<Vec<String>, StoreError> {
         forward!(self, store => store.list_tags(repository).await)
+    }
+
+    async fn has_referrers_api(&self, repository: &str) -> Result<bool, StoreError> {
+        forward!(self, store => store.has_referrers_api(repository).await)
     }
 
     async fn signatures_of(

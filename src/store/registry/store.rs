@@ -526,6 +526,15 @@ impl Store for RegistryStore {
         }
     }
 
+    async fn has_referrers_api(&self, repository: &str) -> Result<bool, StoreError> {
+        // Asking for the referrers of a digest nothing has teaches the client whether the API is there.
+        let probe = Digest::of(b"imagepipe referrers probe");
+        Ok(self
+            .signature_referrers(repository, &probe)
+            .await?
+            .is_some())
+    }
+
     async fn signatures_of(
         &self,
         repository: &str,

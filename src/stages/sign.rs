@@ -1,0 +1,253 @@
+//! `imagepipe sign`: a signature for every digest in image-info, each platform image and each index, in
+//! staging, naming the public repository so that it stays valid after publish.
+//!
+//! Refuses unless create-manifest ran after post-build, and (given the manifest) unless every image with
+//! shared tags has its index: signing before the indexes exist is how manifest lists went unsigned.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tokio::sync::Mutex;
+
+use crate::ci::{self, CiHost, RunIdentity};
+use crate::inputs;
+use crate::json_file;
+use crate::model::image_info::{DigestEntry, ImageInfo, SignatureRecord};
+use crate::model::issue::JsonPath;
+use crate::model::ledger::Stage;
+use crate::model::placement::RepoDeclarations;
+use crate::model::reference::DigestReference;
+use crate::sign::keys::{KeySource, SigningKey};
+use crate::sign::signer::{Signer, Storage};
+use crate::stages::{Refusal, stage_record, summary};
+use crate::store::registry::{ClientSettings, RegistryClient};
+use crate::store::{AnyStore, Location, Store, staging_repository};
+
+/// Digests signed at once: each takes a few small requests, which the client bounds on its own.
+const CONCURRENT_SIGNATURES: usize = 16;
+
+/// Where signatures go: `auto` picks referrers when the registry has the API, else the `.sig` tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureMode {
+    Tag,
+    Referrers,
+    Auto,
+}
+
+pub struct Settings {
+    pub image_info: PathBuf,
+    pub output: Option<PathBuf>,
+    pub expect_sha256: Option<String>,
+    /// With a manifest, every image it gives shared tags must have an index in image-info.
+    pub manifest: Option<(PathBuf, BTreeMap<String, String>)>,
+    pub key: KeySource,
+    /// From `COSIGN_PASSWORD`, as cosign reads it.
+    pub password: Vec<u8>,
+    pub staging: Location,
+    pub staging_prefix: Option<String>,
+    pub mode: SignatureMode,
+    pub client: ClientSettings,
+}
+
+pub async fn run(
+    settings: Settings,
+    run: &RunIdentity,
+    host: &mut dyn CiHost,
+) -> anyhow::Result<()> {
+    let Settings {
+        image_info,
+        output,
+        expect_sha256,
+        manifest,
+        key,
+        password,
+        staging,
+        staging_prefix,
+        mode,
+        client,
+    } = settings;
+    let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
+    info.pipeline.require(Stage::Sign)?;
+    if let Some((manifest, variables)) = &manifest {
+        let manifest = inputs::load_manifest(manifest, variables)?;
+        require_indexes(&manifest, &info, &image_info)?;
+    }
+    require_recorded_indexes(&info)?;
+    let signing_key = SigningKey::load(&key, &password)?;
+    let public_key = signing_key.public_key();
+    let key_id = public_key.key_id();
+
+    let client = Arc::new(RegistryClient::new(client)?);
+    let store = AnyStore::open(&staging, &client);
+    let probe_repository = staging_repository(
+        staging_prefix.as_deref(),
+        info.repos.first().map_or("", |repo| repo.repo.as_str()),
+    );
+    let storage = match mode {
+        SignatureMode::Tag => Storage::Tag,
+        SignatureMode::Referrers if store.has_referrers_api(&probe_repository).await? => {
+            Storage::Referrer
+        }
+        SignatureMode::Referrers => {
+            return Err(Refusal {
+                message: format!(
+                    "{} has no referrers API, so signatures cannot be stored as referrers",
+                    store.name()
+                ),
+                hint: Some("use `--signature-mode tag` (or `auto`) with this registry".to_owned()),
+            }
+            .into());
+        }
+        SignatureMode::Auto if store.has_referrers_api(&probe_repository).await? => {
+            Storage::Referrer
+        }
+        SignatureMode::Auto => Storage::Tag,
+    };
+    let signer = Signer {
+        store: &store,
+        key: &signing_key,
+        public_key: &public_key,
+        storage,
+    };
+    let entries = info.digest_entries();
+    let total = entries.len();
+    let done = Mutex::new(0usize);
+    let staged = |repository: &str| staging_repository(staging_prefix.as_deref(), repository);
+    let signed: Vec<(DigestEntry, SignatureRecord, bool)> = stream::iter(entries)
+        .map(|entry| {
+            let (signer, done, key_id) = (&signer, &done, &key_id);
+            let staged = &staged;
+            async move {
+                let reference: DigestReference = entry
+                    .reference
+                    .parse()
+                    .with_context(|| format!("reading `{}`", entry.reference))?;
+                let repository = staged(reference.repository());
+                let outcome = signer
+                    .sign(&repository, &reference.name, &reference.digest)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "signing `{}/{repository}@{}`",
+                            store_name(signer),
+                            reference.digest
+                        )
+                    })?;
+                let mut done = done.lock().await;
+                *done += 1;
+                if *done % 50 == 0 || *done == total {
+                    tracing::info!("signed {} of {total} digests", *done);
+                }
+                let record = SignatureRecord {
+                    digest: outcome.signature_manifest.to_string(),
+                    format: storage.format().to_owned(),
+                    key_id: key_id.clone(),
+                };
+                Ok::<_, anyhow::Error>((entry, record, outcome.added))
+            }
+        })
+        .buffer_unordered(CONCURRENT_SIGNATURES)
+        .try_collect()
+        .await?;
+
+    let added = signed.iter().filter(|(_, _, added)| *added).count();
+    for (entry, record, _) in signed {
+        if let Some(records) = info.signatures_mut(&entry) {
+            records.retain(|existing| {
+                existing.key_id != record.key_id || existing.format != record.format
+            });
+            records.push(record);
+        }
+    }
+    info.pipeline.record(stage_record(Stage::Sign, run));
+    info.normalize();
+    let output = output.unwrap_or(image_info);
+    let digest = json_file::write_atomically(&output, &info)?;
+    tracing::info!(
+        "{} signed with key {}: {added} new, {} already signed; {} HTTP requests",
+        summary::count(total, "digest"),
+        &key_id[..12.min(key_id.len())],
+        total - added,
+        client.request_count()
+    );
+    ci::set_stage_outputs(host, Stage::Sign, &output, &digest)
+        .context("setting the step outputs")?;
+    host.summary(&summary::image_table("imagepipe sign", &info))
+        .context("writing the step summary")?;
+    Ok(())
+}
+
+fn store_name(signer: &Signer<'_, AnyStore>) -> String {
+    signer.store.name()
+}
+
+/// Every image the manifest gives shared tags must have its index recorded.
+fn require_indexes(
+    manifest: &crate::model::manifest::Manifest,
+    info: &ImageInfo,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    for (repo_index, repo) in info.repos.iter().enumerate() {
+        let Some(declared) = manifest
+            .repos
+            .iter()
+            .find(|declared| declared.name == repo.repo)
+        else {
+            continue;
+        };
+        let declarations = RepoDeclarations::new(declared);
+        for (image_index, image) in repo.images.iter().enumerate() {
+            let path = JsonPath::root()
+                .key("repos")
+                .index(repo_index)
+                .key("images")
+                .index(image_index);
+            let positions = declarations.place(file, &path, image)?;
+            let Some(first) = positions.first() else {
+                continue;
+            };
+            let shared_tags = &declared.images[first.image].shared_tags;
+            if !shared_tags.is_empty() && image.manifest.is_none() {
+                return Err(missing_index(&repo.repo, &path, shared_tags.keys().next()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An index recorded without a digest cannot be signed.
+fn require_recorded_indexes(info: &ImageInfo) -> anyhow::Result<()> {
+    for (repo_index, repo) in info.repos.iter().enumerate() {
+        for (image_index, image) in repo.images.iter().enumerate() {
+            if image
+                .manifest
+                .as_ref()
+                .is_some_and(|manifest| manifest.digest.is_empty())
+            {
+                let path = JsonPath::root()
+                    .key("repos")
+                    .index(repo_index)
+                    .key("images")
+                    .index(image_index);
+                let tag = image
+                    .manifest
+                    .as_ref()
+                    .and_then(|manifest| manifest.shared_tags.first());
+                return Err(missing_index(&repo.repo, &path, tag));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn missing_index(repository: &str, path: &JsonPath, tag: Option<&String>) -> anyhow::Error {
+    let tag = tag.map(|tag| format!(":{tag}")).unwrap_or_default();
+    Refusal {
+        message: format!("`{repository}{tag}` (image-info `{path}`) has shared tags but no index digest, so it would go unsigned"),
+        hint: Some("run `imagepipe create-manifest` on this image-info first".to_owned()),
+    }
+    .into()
+}
