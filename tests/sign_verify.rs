@@ -568,3 +568,26 @@ async fn key_problems_are_one_clear_line_without_key_material() {
     }
     assert_eq!(chain.signature_layers().await, 0);
 }
+
+#[tokio::test]
+async fn referrers_mode_needs_the_referrers_api() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, _) = chain.key_pair("release");
+    let mut referrers = chain.sign_arguments(&private_key);
+    referrers.extend(["--signature-mode".to_owned(), "referrers".to_owned()]);
+    let (code, _, stderr) = chain.run(&strings(&referrers));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("has no referrers API"), "{stderr}");
+    assert!(
+        stderr.contains("hint: use `--signature-mode tag`"),
+        "{stderr}"
+    );
+    assert_eq!(chain.signature_layers().await, 0);
+
+    // `auto` falls back to the `.sig` tag on a registry without the API (distribution 2.8).
+    let mut auto = chain.sign_arguments(&private_key);
+    auto.extend(["--signature-mode".to_owned(), "auto".to_owned()]);
+    chain.succeed(&strings(&auto));
+    assert_eq!(chain.signature_layers().await, 3);
+}
