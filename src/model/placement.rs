@@ -7,9 +7,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::image_info::ImageData;
+use super::image_info::{ImageData, ImageInfo};
 use super::issue::JsonPath;
-use super::manifest::Repo;
+use super::manifest::{Image, Manifest, Repo};
 use super::platform::PlatformIdentity;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,4 +218,54 @@ impl<'a> RepoDeclarations<'a> {
     fn image_path(&self, index: usize) -> String {
         format!("`{}`", self.repo.images[index].origin.path)
     }
+}
+
+/// An image of image-info, with the manifest image it stands for.
+pub struct PlacedImage<'a> {
+    /// Where it stands in image-info: `repos[repo].images[image]`.
+    pub repo: usize,
+    pub image: usize,
+    pub path: JsonPath,
+    pub declared: &'a Image,
+    /// Where each of its platforms stands in the manifest, in the order image-info lists them.
+    pub positions: Vec<Position>,
+}
+
+/// Places every image of `info` (read from `file`) on its manifest image. Images of repositories the manifest
+/// does not declare, and images without platforms, are left out.
+pub fn place_images<'a>(
+    manifest: &'a Manifest,
+    info: &ImageInfo,
+    file: &Path,
+) -> Result<Vec<PlacedImage<'a>>, PlacementError> {
+    let mut placed = Vec::new();
+    for (repo_index, repo) in info.repos.iter().enumerate() {
+        let Some(declared_repo) = manifest
+            .repos
+            .iter()
+            .find(|declared| declared.name == repo.repo)
+        else {
+            continue;
+        };
+        let declarations = RepoDeclarations::new(declared_repo);
+        for (image_index, image) in repo.images.iter().enumerate() {
+            let path = JsonPath::root()
+                .key("repos")
+                .index(repo_index)
+                .key("images")
+                .index(image_index);
+            let positions = declarations.place(file, &path, image)?;
+            let Some(first) = positions.first() else {
+                continue;
+            };
+            placed.push(PlacedImage {
+                repo: repo_index,
+                image: image_index,
+                path,
+                declared: &declared_repo.images[first.image],
+                positions,
+            });
+        }
+    }
+    Ok(placed)
 }

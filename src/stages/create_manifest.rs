@@ -21,10 +21,9 @@ use crate::ci::{self, CiHost, RunIdentity};
 use crate::inputs;
 use crate::json_file;
 use crate::model::image_info::{ImageInfo, ManifestData, PlatformData};
-use crate::model::issue::JsonPath;
 use crate::model::ledger::Stage;
 use crate::model::manifest::{Manifest, PlatformEntry};
-use crate::model::placement::RepoDeclarations;
+use crate::model::placement::place_images;
 use crate::model::reference::{Digest, DigestReference};
 use crate::stages::{Refusal, stage_record, summary};
 use crate::store::copy::{Copier, CopyStats};
@@ -246,52 +245,35 @@ fn plan(
 ) -> anyhow::Result<(Vec<Plan>, Vec<Import>)> {
     let mut plans = Vec::new();
     let mut imports = Vec::new();
-    for (repo_index, repo) in info.repos.iter().enumerate() {
-        let Some(declared_repo) = manifest
-            .repos
-            .iter()
-            .find(|declared| declared.name == repo.repo)
-        else {
+    for placed in place_images(manifest, info, file)? {
+        if placed.declared.shared_tags.is_empty() {
             continue;
-        };
-        let declarations = RepoDeclarations::new(declared_repo);
-        for (image_index, image) in repo.images.iter().enumerate() {
-            let path = JsonPath::root()
-                .key("repos")
-                .index(repo_index)
-                .key("images")
-                .index(image_index);
-            let positions = declarations.place(file, &path, image)?;
-            let Some(first) = positions.first() else {
-                continue;
-            };
-            let declared = &declared_repo.images[first.image];
-            if declared.shared_tags.is_empty() {
-                continue;
-            }
-            let mut children = Vec::new();
-            for (platform_index, entry) in declared.platforms.iter().enumerate() {
-                let built = positions.iter().position(|position| {
-                    position.image == first.image && position.platform == platform_index
-                });
-                match built.map(|built| &image.platforms[built]) {
-                    Some(platform) => children.push(digest_of(platform, file)?),
-                    None => imports.push(Import {
-                        repo: repo_index,
-                        image: image_index,
-                        repository: repo.repo.clone(),
-                        entry: entry.clone(),
-                    }),
-                }
-            }
-            plans.push(Plan {
-                repo: repo_index,
-                image: image_index,
-                repository: repo.repo.clone(),
-                shared_tags: declared.shared_tags.keys().cloned().collect(),
-                children,
-            });
         }
+        let image = &info.repos[placed.repo].images[placed.image];
+        let repository = &info.repos[placed.repo].repo;
+        let first = placed.positions[0].image;
+        let mut children = Vec::new();
+        for (platform_index, entry) in placed.declared.platforms.iter().enumerate() {
+            let built = placed.positions.iter().position(|position| {
+                position.image == first && position.platform == platform_index
+            });
+            match built.map(|built| &image.platforms[built]) {
+                Some(platform) => children.push(digest_of(platform, file)?),
+                None => imports.push(Import {
+                    repo: placed.repo,
+                    image: placed.image,
+                    repository: repository.clone(),
+                    entry: entry.clone(),
+                }),
+            }
+        }
+        plans.push(Plan {
+            repo: placed.repo,
+            image: placed.image,
+            repository: repository.clone(),
+            shared_tags: placed.declared.shared_tags.keys().cloned().collect(),
+            children,
+        });
     }
     Ok((plans, imports))
 }

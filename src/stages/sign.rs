@@ -18,7 +18,8 @@ use crate::json_file;
 use crate::model::image_info::{DigestEntry, ImageInfo, SignatureRecord};
 use crate::model::issue::JsonPath;
 use crate::model::ledger::Stage;
-use crate::model::placement::RepoDeclarations;
+use crate::model::manifest::Manifest;
+use crate::model::placement::place_images;
 use crate::model::reference::DigestReference;
 use crate::sign::keys::{KeySource, SigningKey};
 use crate::sign::signer::{Signer, Storage};
@@ -186,33 +187,20 @@ fn store_name(signer: &Signer<'_, AnyStore>) -> String {
 
 /// Every image the manifest gives shared tags must have its index recorded.
 fn require_indexes(
-    manifest: &crate::model::manifest::Manifest,
+    manifest: &Manifest,
     info: &ImageInfo,
     file: &std::path::Path,
 ) -> anyhow::Result<()> {
-    for (repo_index, repo) in info.repos.iter().enumerate() {
-        let Some(declared) = manifest
-            .repos
-            .iter()
-            .find(|declared| declared.name == repo.repo)
-        else {
-            continue;
-        };
-        let declarations = RepoDeclarations::new(declared);
-        for (image_index, image) in repo.images.iter().enumerate() {
-            let path = JsonPath::root()
-                .key("repos")
-                .index(repo_index)
-                .key("images")
-                .index(image_index);
-            let positions = declarations.place(file, &path, image)?;
-            let Some(first) = positions.first() else {
-                continue;
-            };
-            let shared_tags = &declared.images[first.image].shared_tags;
-            if !shared_tags.is_empty() && image.manifest.is_none() {
-                return Err(missing_index(&repo.repo, &path, shared_tags.keys().next()));
-            }
+    for placed in place_images(manifest, info, file)? {
+        let shared_tags = &placed.declared.shared_tags;
+        let image = &info.repos[placed.repo].images[placed.image];
+        if !shared_tags.is_empty() && image.manifest.is_none() {
+            let repository = &info.repos[placed.repo].repo;
+            return Err(missing_index(
+                repository,
+                &placed.path,
+                shared_tags.keys().next(),
+            ));
         }
     }
     Ok(())
