@@ -271,3 +271,34 @@ async fn content_under_the_wrong_digest_is_refused() {
         .expect_err("wrong blob");
     assert!(matches!(blob, StoreError::DigestMismatch { .. }), "{blob}");
 }
+
+#[tokio::test]
+async fn blobs_are_copied_between_registries_as_streams() {
+    let source = Registry::start();
+    let target = Registry::start();
+    let settings = ClientSettings {
+        chunk_size: 1024 * 1024,
+        ..ClientSettings::default()
+    };
+    let (client, from) = store_with(&source.host(), settings.clone());
+    let to = RegistryStore::new(client.clone(), &target.host());
+    // 5 MiB and a bit: six chunks of at most 1 MiB, none of which is the whole blob.
+    let blob = Bytes::from(
+        (0..5 * 1024 * 1024 + 17u32)
+            .map(|index| (index % 253) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let digest = Digest::of(&blob);
+    from.put_blob("acme/big", &digest, blob.clone())
+        .await
+        .expect("uploads");
+    let before = client.request_count();
+    let stream = from.open_blob("acme/big", &digest).await.expect("opens");
+    assert_eq!(stream.size, Some(blob.len() as u64));
+    to.put_blob_stream("acme/big", &digest, stream)
+        .await
+        .expect("streams");
+    // GET, then POST, six PATCHes and PUT (plus the target's /v2/ discovery).
+    assert_eq!(client.request_count() - before, 1 + 8 + 2);
+    assert_eq!(to.get_blob("acme/big", &digest).await.expect("reads"), blob);
+}

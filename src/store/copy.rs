@@ -82,8 +82,8 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             let image: ImageManifest = parse(self, digest, &manifest)?;
             let blobs = std::iter::once(image.config()).chain(image.layers().iter());
             let copies = blobs
-                .filter_map(|blob| our_digest(blob.digest()))
-                .map(|blob| async move { self.copy_blob(&blob).await });
+                .filter_map(|blob| Some((our_digest(blob.digest())?, blob.size())))
+                .map(|(blob, size)| async move { self.copy_blob(&blob, size).await });
             sum(try_join_all(copies).await?)
         };
         self.target
@@ -132,21 +132,17 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         Ok(stats)
     }
 
-    async fn copy_blob(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
-        if let Some(size) = self.target.blob_size(self.to, digest).await? {
+    /// Copies a blob of `size` bytes (as its descriptor says).
+    async fn copy_blob(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
+        if self.target.blob_size(self.to, digest).await?.is_some() {
             return Ok(CopyStats::skipped(size));
         }
         if self.same_store && self.target.mount_blob(self.to, self.from, digest).await? {
-            let size = self
-                .target
-                .blob_size(self.to, digest)
-                .await?
-                .unwrap_or_default();
             return Ok(CopyStats::copied(size));
         }
-        let bytes = self.source.get_blob(self.from, digest).await?;
-        let size = bytes.len() as u64;
-        self.target.put_blob(self.to, digest, bytes).await?;
+        // Streamed: a layer is never held whole in memory.
+        let blob = self.source.open_blob(self.from, digest).await?;
+        self.target.put_blob_stream(self.to, digest, blob).await?;
         Ok(CopyStats::copied(size))
     }
 

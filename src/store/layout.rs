@@ -15,6 +15,11 @@ use bytes::Bytes;
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, MediaType};
 use serde::Deserialize;
 
+use futures_util::StreamExt as _;
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+
+use super::blob_stream::{self, BlobStream};
 use super::{
     ManifestReference, Store, StoreError, StoredManifest, media_type, our_digest, signature_tag,
 };
@@ -295,6 +300,69 @@ impl Store for LayoutStore {
         .await?;
         self.ensure_layout(&folder).await?;
         blocking(&path.clone(), move || write_atomically(&path, &bytes)).await
+    }
+
+    async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream, StoreError> {
+        let path = blob_path(&self.folder(repository)?, digest);
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    store: self.name(),
+                    reference: format!("{repository}@{digest}"),
+                });
+            }
+            Err(source) => return Err(io_error("opening", &path, source)),
+        };
+        let size = file.metadata().await.ok().map(|metadata| metadata.len());
+        let chunks = tokio_util::io::ReaderStream::new(file)
+            .map(move |chunk| chunk.map_err(|source| io_error("reading", &path, source)));
+        Ok(BlobStream {
+            size,
+            chunks: blob_stream::verified(
+                chunks,
+                digest.clone(),
+                self.name(),
+                format!("{repository}@{digest}"),
+            ),
+        })
+    }
+
+    async fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        blob: BlobStream,
+    ) -> Result<(), StoreError> {
+        let folder = self.folder(repository)?;
+        self.ensure_layout(&folder).await?;
+        let path = blob_path(&folder, digest);
+        let (file, temporary) = temporary_file(&folder.join("blobs").join("sha256"))?.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = sha2::Sha256::new();
+        let mut chunks = blob.chunks;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|source| io_error("writing", &temporary, source))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|source| io_error("writing", &temporary, source))?;
+        let actual = format!("sha256:{:x}", hasher.finalize());
+        if actual != digest.as_str() {
+            return Err(StoreError::DigestMismatch {
+                store: self.name(),
+                reference: format!("{repository}@{digest}"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        temporary
+            .persist(&path)
+            .map_err(|error| io_error("renaming into place", &path, error.error))
     }
 
     async fn mount_blob(

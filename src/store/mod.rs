@@ -1,6 +1,7 @@
 //! Stores of manifests and blobs: an OCI Distribution registry over HTTP(S), or an OCI image layout folder
 //! (`oci:DIR`, the embedded default that needs no server). Stages see only the [`Store`] trait.
 
+pub mod blob_stream;
 pub mod copy;
 mod error;
 pub mod layout;
@@ -12,6 +13,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+pub use blob_stream::BlobStream;
 pub use error::{ErrorCode, StoreError};
 pub use location::{Location, staging_repository};
 pub use oci_spec::image::{Descriptor, MediaType};
@@ -150,6 +152,21 @@ pub trait Store: Send + Sync {
         bytes: Bytes,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The blob as a stream of chunks, checked against the digest as they pass.
+    fn open_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<BlobStream, StoreError>> + Send;
+
+    /// Stores a blob from a stream, holding at most one upload chunk in memory; the store checks the digest.
+    fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        blob: BlobStream,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Makes a blob of `from_repository` in the same store available in `repository` without transferring it.
     /// `false` when the store could not, and the caller must upload.
     fn mount_blob(
@@ -258,6 +275,19 @@ impl Store for AnyStore {
         bytes: Bytes,
     ) -> Result<(), StoreError> {
         forward!(self, store => store.put_blob(repository, digest, bytes).await)
+    }
+
+    async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream, StoreError> {
+        forward!(self, store => store.open_blob(repository, digest).await)
+    }
+
+    async fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        blob: BlobStream,
+    ) -> Result<(), StoreError> {
+        forward!(self, store => store.put_blob_stream(repository, digest, blob).await)
     }
 
     async fn mount_blob(

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use oci_spec::image::ImageIndex;
 use reqwest::header::{
     ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use super::auth::repository_scope;
 use super::{RegistryClient, Request, status_error};
 use crate::model::reference::Digest;
+use crate::store::blob_stream::{self, BlobStream};
 use crate::store::error::{ErrorCode, StoreError};
 use crate::store::{
     Descriptor, ManifestReference, MediaType, Store, StoredManifest, media_type, signature_tag,
@@ -88,12 +90,13 @@ impl RegistryStore {
         }
     }
 
-    /// Uploads a blob: one POST and one PUT, or POST, PATCHes of `chunk_size` and PUT for large blobs.
+    /// Uploads a blob from a stream: one POST and one PUT when it fits in one chunk, else POST, a PATCH per
+    /// `chunk_size` and PUT, so that at most one chunk is held in memory (and can be sent again on a retry).
     async fn upload(
         &self,
         repository: &str,
         digest: &Digest,
-        bytes: Bytes,
+        blob: BlobStream,
     ) -> Result<(), StoreError> {
         let start = self.request(
             Method::POST,
@@ -104,29 +107,43 @@ impl RegistryStore {
         let response = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
         let mut location = location_of(&response, &start.target)?;
         let chunk_size = self.client.settings.chunk_size.max(1);
-        if bytes.len() > chunk_size {
-            let mut offset = 0;
-            while offset < bytes.len() {
-                let end = (offset + chunk_size).min(bytes.len());
-                let mut patch = self.request(Method::PATCH, location.clone(), repository, true);
-                patch.headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                patch.headers.insert(
-                    CONTENT_RANGE,
-                    header_value(&format!("{offset}-{}", end - 1)),
-                );
-                patch
-                    .headers
-                    .insert(CONTENT_LENGTH, header_value(&(end - offset).to_string()));
-                patch.body = Some(bytes.slice(offset..end));
-                let response = self
-                    .expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
-                    .await?;
-                location = location_of(&response, &patch.target)?;
-                offset = end;
+        let mut chunks = blob.chunks;
+        let mut pending = BytesMut::new();
+        let mut offset = 0usize;
+        let mut ended = false;
+        loop {
+            while !ended && pending.len() <= chunk_size {
+                match chunks.next().await {
+                    Some(chunk) => pending.extend_from_slice(&chunk?[..]),
+                    None => ended = true,
+                }
             }
+            // A blob that fits in one chunk goes with the closing PUT.
+            if ended && offset == 0 && pending.len() <= chunk_size {
+                break;
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let body = pending.split_to(pending.len().min(chunk_size)).freeze();
+            let mut patch = self.request(Method::PATCH, location.clone(), repository, true);
+            patch.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            patch.headers.insert(
+                CONTENT_RANGE,
+                header_value(&format!("{offset}-{}", offset + body.len() - 1)),
+            );
+            patch
+                .headers
+                .insert(CONTENT_LENGTH, header_value(&body.len().to_string()));
+            offset += body.len();
+            patch.body = Some(body);
+            let response = self
+                .expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
+                .await?;
+            location = location_of(&response, &patch.target)?;
         }
         let separator = if location.contains('?') { '&' } else { '?' };
         let mut finish = self.request(
@@ -139,8 +156,8 @@ impl RegistryStore {
             CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        if bytes.len() <= chunk_size {
-            finish.body = Some(bytes);
+        if offset == 0 {
+            finish.body = Some(pending.freeze());
         }
         let response = self.client.send(&finish).await?;
         match response.status() {
@@ -459,7 +476,51 @@ impl Store for RegistryStore {
         digest: &Digest,
         bytes: Bytes,
     ) -> Result<(), StoreError> {
-        self.upload(repository, digest, bytes).await
+        self.upload(repository, digest, BlobStream::from_bytes(bytes))
+            .await
+    }
+
+    async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream, StoreError> {
+        let request = self.request(
+            Method::GET,
+            format!("/v2/{repository}/blobs/{digest}"),
+            repository,
+            false,
+        );
+        let response = self.client.send(&request).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(StoreError::NotFound {
+                store: self.host.clone(),
+                reference: format!("{repository}@{digest}"),
+            });
+        }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(&request.method, &request.target, response, 1).await);
+        }
+        let size = declared_length(&response);
+        let url = request.target.clone();
+        let chunks = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|source| StoreError::Connection {
+                method: "GET".into(),
+                url: url.clone(),
+                attempts: 1,
+                source,
+            })
+        });
+        let reference = format!("{}/{repository}@{digest}", self.host);
+        Ok(BlobStream {
+            size,
+            chunks: blob_stream::verified(chunks, digest.clone(), self.host.clone(), reference),
+        })
+    }
+
+    async fn put_blob_stream(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        blob: BlobStream,
+    ) -> Result<(), StoreError> {
+        self.upload(repository, digest, blob).await
     }
 
     async fn mount_blob(
