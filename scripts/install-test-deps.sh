@@ -10,7 +10,7 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools_dir=${IMAGEPIPE_TOOLS_DIR:-$repo_root/tools}
 
-system_packages=(docker-registry buildah skopeo apache2-utils openssl ca-certificates curl)
+system_packages=(docker-registry buildah skopeo apache2-utils openssl ca-certificates curl time)
 # skopeo 1.18 needs trixie's glibc (>= 2.38) and links libgpgme and libsqlite3 (checked with readelf -d);
 # libgpgme in turn links libassuan and libgpg-error. cosign and oras link only libc.
 trixie_packages=(cosign skopeo oras libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0)

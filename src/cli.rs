@@ -85,6 +85,12 @@ pub enum Command {
     Sign(SignArgs),
     /// Check that every digest in image-info carries a valid signature by a key
     Verify(VerifyArgs),
+    /// Check that staging holds exactly what image-info records, and run a test command per platform
+    Test(TestArgs),
+    /// Copy what was signed, byte for byte with its signatures, to the public registry, then tag it
+    Publish(PublishArgs),
+    /// Commit the final image-info.json into a GitHub repository
+    PublishImageInfo(PublishImageInfoArgs),
     /// Write a cosign-compatible key pair, the private key encrypted with COSIGN_PASSWORD
     GenerateKey(GenerateKeyArgs),
     /// Check manifest.json and image-info.json files, listing every problem
@@ -155,7 +161,7 @@ pub struct CreateManifestArgs {
 /// The image-info a stage reads and updates, and the check that it is the file the previous stage wrote.
 #[derive(Debug, Args)]
 pub struct ImageInfoArgs {
-    /// The image-info.json the previous stage wrote; this stage's ledger entry is added to it
+    /// The image-info.json the previous stage wrote
     #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
     pub image_info: PathBuf,
 
@@ -220,6 +226,93 @@ pub struct VerifyArgs {
         requires = "staging_registry"
     )]
     pub staging_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    #[command(flatten)]
+    pub image_info: ImageInfoArgs,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    /// A command run once per platform image, with IMAGEPIPE_IMAGE, IMAGEPIPE_PLATFORM, IMAGEPIPE_REPO and
+    /// IMAGEPIPE_TAGS in its environment (run by `sh -c`)
+    #[arg(long, value_name = "CMD", env = "IMAGEPIPE_COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub image_info: ImageInfoArgs,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    /// Publish to this registry instead of the one image-info names (`HOST[:PORT]` or `oci:DIR`)
+    #[arg(long, value_name = "R2", env = "IMAGEPIPE_REGISTRY_OVERRIDE")]
+    pub registry_override: Option<String>,
+
+    /// Print what would be copied and tagged, and touch nothing
+    #[arg(long, env = "IMAGEPIPE_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Where to write the final image-info.json
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
+    pub output: PathBuf,
+
+    /// Refuse unless `verify` ran after `sign`
+    #[arg(long, env = "IMAGEPIPE_REQUIRE_VERIFY")]
+    pub require_verify: bool,
+
+    /// Publish without signatures (for projects that do not sign); logged loudly
+    #[arg(long, env = "IMAGEPIPE_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
+
+    /// Copies at once
+    #[arg(long, value_name = "N", default_value_t = 8, env = "IMAGEPIPE_JOBS")]
+    pub jobs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishImageInfoArgs {
+    /// The final image-info.json to commit
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
+    pub image_info: PathBuf,
+
+    /// The GitHub repository, `OWNER/NAME`
+    #[arg(long, value_name = "OWNER/NAME", env = "IMAGEPIPE_REPO")]
+    pub repo: String,
+
+    /// The file's path in the repository
+    #[arg(long, value_name = "P", env = "IMAGEPIPE_PATH")]
+    pub path: String,
+
+    /// The branch to commit to (default: the repository's default branch)
+    #[arg(long, value_name = "B", env = "IMAGEPIPE_BRANCH")]
+    pub branch: Option<String>,
+
+    /// The environment variable holding the token
+    #[arg(
+        long,
+        value_name = "VAR",
+        default_value = "GITHUB_TOKEN",
+        env = "IMAGEPIPE_TOKEN_ENV"
+    )]
+    pub token_env: String,
+
+    /// The GitHub API, for GitHub Enterprise Server (e.g. `https://github.example.com/api/v3`)
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://api.github.com",
+        env = "IMAGEPIPE_API_URL"
+    )]
+    pub api_url: String,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,8 @@ use crate::cli::{
 };
 use crate::sign::keys::KeySource;
 use crate::stages::{
-    self, create_manifest, generate_key, post_build, schema, sign, validate, verify,
+    self, create_manifest, generate_key, post_build, publish, publish_image_info, schema, sign,
+    test, validate, verify,
 };
 use crate::store::Location;
 use crate::store::registry::{ClientSettings, Credential, CredentialSource};
@@ -80,6 +81,59 @@ pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 client,
             };
             verify::run(settings, &run, host).await
+        }
+        Command::Test(arguments) => {
+            let staging = staging_location(&arguments.staging)?;
+            let settings = test::Settings {
+                manifest: arguments.manifest.manifest,
+                variables: variables(arguments.manifest.variables, &run),
+                image_info: arguments.image_info.image_info,
+                expect_sha256: arguments.image_info.expect_sha256,
+                command: arguments.command,
+                client: client_settings(registry, Some(&staging), host)?,
+                staging,
+                staging_prefix: arguments.staging.staging_prefix,
+            };
+            test::run(settings, &run, host).await
+        }
+        Command::Publish(arguments) => {
+            let staging = staging_location(&arguments.staging)?;
+            let target = match &arguments.registry_override {
+                Some(registry) => Some(parse_location(registry)?),
+                None => None,
+            };
+            let settings = publish::Settings {
+                image_info: arguments.image_info.image_info,
+                expect_sha256: arguments.image_info.expect_sha256,
+                output: arguments.output,
+                client: client_settings(registry, Some(&staging), host)?,
+                staging,
+                staging_prefix: arguments.staging.staging_prefix,
+                registry_override: target,
+                dry_run: arguments.dry_run,
+                require_verify: arguments.require_verify,
+                allow_unsigned: arguments.allow_unsigned,
+                jobs: arguments.jobs.max(1),
+            };
+            publish::run(settings, &run, host).await
+        }
+        Command::PublishImageInfo(arguments) => {
+            let token = std::env::var(&arguments.token_env).map_err(|_| {
+                InvalidFlag(format!(
+                    "--token-env: the environment variable `{}` holding the GitHub token is not set",
+                    arguments.token_env
+                ))
+            })?;
+            host.mask(&token);
+            let settings = publish_image_info::Settings {
+                image_info: arguments.image_info,
+                repository: arguments.repo,
+                path: arguments.path,
+                branch: arguments.branch,
+                token,
+                api_url: arguments.api_url,
+            };
+            publish_image_info::run(settings, host).await
         }
         Command::GenerateKey(arguments) => {
             let settings = generate_key::Settings {

@@ -3,6 +3,7 @@
 pub mod ci;
 pub mod cli;
 pub mod dispatch;
+pub mod github;
 pub mod inputs;
 pub mod json_file;
 pub mod model;

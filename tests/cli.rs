@@ -33,6 +33,12 @@ fn help_texts() {
         ("help_create_manifest", &["create-manifest", "--help"][..]),
         ("help_sign", &["sign", "--help"][..]),
         ("help_verify", &["verify", "--help"][..]),
+        ("help_test", &["test", "--help"][..]),
+        ("help_publish", &["publish", "--help"][..]),
+        (
+            "help_publish_image_info",
+            &["publish-image-info", "--help"][..],
+        ),
         ("help_validate", &["validate", "--help"][..]),
         ("help_schema", &["schema", "--help"][..]),
     ] {

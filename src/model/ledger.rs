@@ -40,9 +40,9 @@ impl Stage {
         match self {
             Self::Build | Self::PostBuild => &[],
             Self::CreateManifest => &[Self::PostBuild],
-            Self::Sign | Self::Verify | Self::Test | Self::Publish => {
-                &[Self::PostBuild, Self::CreateManifest]
-            }
+            Self::Sign | Self::Verify | Self::Test => &[Self::PostBuild, Self::CreateManifest],
+            // Publish only copies what was signed.
+            Self::Publish => &[Self::PostBuild, Self::CreateManifest, Self::Sign],
         }
     }
 }
@@ -118,8 +118,14 @@ impl Pipeline {
 
     /// Refuses to let `stage` run unless its prerequisites completed, in order.
     pub fn require(&self, stage: Stage) -> Result<(), LedgerError> {
+        self.require_these(stage, stage.prerequisites())
+    }
+
+    /// Refuses to let `stage` run unless each of `required` completed, in the order given. For stages whose
+    /// prerequisites depend on flags (`publish --allow-unsigned`, `--require-verify`).
+    pub fn require_these(&self, stage: Stage, required: &[Stage]) -> Result<(), LedgerError> {
         let mut previous: Option<(Stage, usize)> = None;
-        for &required in stage.prerequisites() {
+        for &required in required {
             let position = self.last_position(required).ok_or(LedgerError::Missing {
                 stage,
                 missing: required,
@@ -172,6 +178,7 @@ mod tests {
             (&[PostBuild], Sign, Some(CreateManifest)),
             (&[Build, PostBuild, CreateManifest], Sign, None),
             (&[PostBuild, CreateManifest, Sign], Publish, None),
+            (&[PostBuild, CreateManifest], Publish, Some(Sign)),
         ];
         for (stages, stage, missing) in cases {
             let result = ledger(stages).require(*stage);

@@ -94,6 +94,40 @@ impl FromStr for Platform {
     }
 }
 
+/// Whether two platforms are the same as a client pulling by platform sees them: variants compare as
+/// containerd normalizes them (`arm64` is `arm64/v8`, `arm` is `arm/v7`, `amd64` is `amd64/v1`). With
+/// `missing_variant_matches_any`, an `expected` without variant matches any variant (image-info 1.0 records
+/// none).
+pub fn same_platform(
+    expected: &Platform,
+    actual: &Platform,
+    missing_variant_matches_any: bool,
+) -> bool {
+    if expected.os != actual.os || expected.architecture != actual.architecture {
+        return false;
+    }
+    if missing_variant_matches_any && expected.variant.is_none() {
+        return true;
+    }
+    normalized_variant(&expected.architecture, expected.variant.as_deref())
+        == normalized_variant(&actual.architecture, actual.variant.as_deref())
+}
+
+/// A variant as containerd normalizes it for `architecture`: the default variant (`arm64/v8`, `amd64/v1`) is
+/// none, `arm` without variant is `v7`, a bare number gains its `v`, and an empty variant is none.
+pub fn normalized_variant(architecture: &str, variant: Option<&str>) -> Option<String> {
+    let variant = variant.filter(|variant| !variant.is_empty());
+    match (architecture, variant) {
+        ("arm64", None | Some("8" | "v8" | "v8.0")) => None,
+        ("amd64", None | Some("v1")) => None,
+        ("arm", None | Some("7" | "v7")) => Some("v7".to_owned()),
+        (_, Some(variant)) if variant.bytes().all(|byte| byte.is_ascii_digit()) => {
+            Some(format!("v{variant}"))
+        }
+        (_, variant) => variant.map(str::to_owned),
+    }
+}
+
 /// What makes a platform entry unique within a repository: the Dockerfile it is built from and the platform it
 /// targets. Both manifest.json and image-info.json entries reduce to this, so built images find their
 /// declaration again.
@@ -187,6 +221,28 @@ mod tests {
         }
         for bad in ["linux", "linux/", "/amd64", "a/b/c/d", ""] {
             assert!(bad.parse::<Platform>().is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn variants_compare_as_clients_normalize_them() {
+        let platform = |text: &str| -> Platform { text.parse().expect("platform") };
+        let cases = [
+            ("linux/arm64", "linux/arm64/v8", false, true),
+            ("linux/arm/v7", "linux/arm", false, true),
+            ("linux/arm/v6", "linux/arm/v7", false, false),
+            ("linux/arm", "linux/arm/v6", true, true),
+            ("linux/arm", "linux/arm/v6", false, false),
+            ("linux/amd64", "linux/amd64/v1", false, true),
+            ("linux/amd64", "linux/arm64", true, false),
+            ("windows/amd64", "linux/amd64", true, false),
+        ];
+        for (expected, actual, any, same) in cases {
+            assert_eq!(
+                same_platform(&platform(expected), &platform(actual), any),
+                same,
+                "{expected} vs {actual} (missing variant matches any: {any})"
+            );
         }
     }
 

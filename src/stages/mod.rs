@@ -4,9 +4,12 @@
 pub mod create_manifest;
 pub mod generate_key;
 pub mod post_build;
+pub mod publish;
+pub mod publish_image_info;
 pub mod schema;
 pub mod sign;
 pub mod summary;
+pub mod test;
 pub mod validate;
 pub mod verify;
 

@@ -110,6 +110,36 @@ impl Registry {
             .expect("this registry has no token auth")
     }
 
+    /// Kills the registry process, as a crash would; its storage stays for [`Registry::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// Starts the registry again on the same port, config and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("opening the registry log");
+        self.process = Command::new(require("docker-registry"))
+            .arg("serve")
+            .arg(self.directory.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("duplicating the log file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("restarting the registry");
+        if let Err(problem) = wait_until_answering(&mut self.process, self.port) {
+            panic!(
+                "the restarted registry on port {} {problem}; its log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+
     fn launch(security: Security) -> Self {
         let program = require("docker-registry");
         let directory = tempfile::Builder::new()

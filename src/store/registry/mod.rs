@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, OnceCell, Semaphore};
 
 use self::auth::{Authorization, Challenge, TokenCache, TokenResponse};
 pub use self::credentials::{Credential, CredentialError, CredentialSource};
-pub use self::retry::RetryPolicy;
+pub use self::retry::{RetryPolicy, is_retryable};
 pub use self::store::RegistryStore;
 use super::error::{ErrorCode, StoreError};
 

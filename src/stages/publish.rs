@@ -1,0 +1,342 @@
+//! `imagepipe publish`: copies what was signed from staging to the public registry, byte for byte with its
+//! signatures, and only then sets tags. It creates no digest, so every signature made in staging stays valid.
+//!
+//! Order matters for what a failure leaves behind: every image's content (blobs, platform manifests, indexes,
+//! signature objects) is copied first, tags last, so no tag ever points at something incomplete, and a
+//! re-run skips what is already there and completes the job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tokio::sync::Mutex;
+
+use crate::ci::{self, CiHost, RunIdentity};
+use crate::inputs;
+use crate::json_file;
+use crate::model::image_info::{DigestSlot, ImageInfo};
+use crate::model::ledger::Stage;
+use crate::model::reference::{Digest, DigestReference};
+use crate::stages::{stage_record, summary};
+use crate::store::copy::{Copier, CopyStats};
+use crate::store::registry::{ClientSettings, RegistryClient};
+use crate::store::{
+    AnyStore, Location, ManifestReference, Store, StoreError, our_digest, staging_repository,
+};
+
+pub struct Settings {
+    pub image_info: PathBuf,
+    pub expect_sha256: Option<String>,
+    pub output: PathBuf,
+    pub staging: Location,
+    pub staging_prefix: Option<String>,
+    /// Publish here instead of the registry each digest names.
+    pub registry_override: Option<Location>,
+    pub dry_run: bool,
+    pub require_verify: bool,
+    pub allow_unsigned: bool,
+    pub jobs: usize,
+    pub client: ClientSettings,
+}
+
+/// Where one image goes and what it consists of.
+struct ImagePlan {
+    /// The repository path in staging.
+    source: String,
+    target: Location,
+    /// The repository path in the target.
+    repository: String,
+    /// Platform digests with their simple tags.
+    platforms: Vec<(Digest, Vec<String>)>,
+    /// The index digest with its shared tags.
+    index: Option<(Digest, Vec<String>)>,
+}
+
+impl ImagePlan {
+    fn digests(&self) -> impl Iterator<Item = &Digest> {
+        self.platforms
+            .iter()
+            .map(|(digest, _)| digest)
+            .chain(self.index.iter().map(|(digest, _)| digest))
+    }
+
+    /// Platform tags first, then shared tags: a shared tag is the last thing to move.
+    fn tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
+        let platform_tags = self
+            .platforms
+            .iter()
+            .flat_map(|(digest, tags)| tags.iter().map(move |tag| (tag, digest)));
+        let shared_tags = self
+            .index
+            .iter()
+            .flat_map(|(digest, tags)| tags.iter().map(move |tag| (tag, digest)));
+        platform_tags.chain(shared_tags)
+    }
+}
+
+pub async fn run(
+    settings: Settings,
+    run: &RunIdentity,
+    host: &mut dyn CiHost,
+) -> anyhow::Result<()> {
+    let Settings {
+        image_info,
+        expect_sha256,
+        output,
+        staging,
+        staging_prefix,
+        registry_override,
+        dry_run,
+        require_verify,
+        allow_unsigned,
+        jobs,
+        client,
+    } = settings;
+    let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
+    let mut required = vec![Stage::PostBuild, Stage::CreateManifest];
+    if allow_unsigned {
+        let warning = "publishing with --allow-unsigned: images may reach the public registry without signatures";
+        tracing::warn!("{warning}");
+        host.warning(warning, None);
+    } else {
+        required.push(Stage::Sign);
+    }
+    if require_verify {
+        required.push(Stage::Verify);
+    }
+    info.pipeline.require_these(Stage::Publish, &required)?;
+
+    let plans = plan(&info, staging_prefix.as_deref(), registry_override.as_ref())?;
+    let client = Arc::new(RegistryClient::new(client)?);
+    let source = AnyStore::open(&staging, &client);
+    if dry_run {
+        print!("{}", describe(&plans, &client).await?);
+        tracing::info!("dry run: nothing was copied or tagged");
+        return Ok(());
+    }
+
+    let total = plans.len();
+    let done = Mutex::new(0usize);
+    let copied: Vec<CopyStats> = stream::iter(&plans)
+        .map(|plan| {
+            let (source, client, done, staging) = (&source, &client, &done, &staging);
+            async move {
+                let target = AnyStore::open(&plan.target, client);
+                let copier = Copier {
+                    source,
+                    from: &plan.source,
+                    target: &target,
+                    to: &plan.repository,
+                    same_store: *staging == plan.target,
+                };
+                let stats = copy_image(&copier, plan)
+                    .await
+                    .with_context(|| format!("copying `{}` to {}", plan.repository, plan.target))?;
+                let mut done = done.lock().await;
+                *done += 1;
+                tracing::info!("copied {} of {total} images: {}", *done, plan.repository);
+                Ok::<_, anyhow::Error>(stats)
+            }
+        })
+        .buffer_unordered(jobs)
+        .try_collect()
+        .await?;
+    let stats = copied
+        .into_iter()
+        .fold(CopyStats::default(), |mut total, one| {
+            total += one;
+            total
+        });
+
+    let (mut tags_set, mut tags_unchanged) = (0, 0);
+    for plan in &plans {
+        let target = AnyStore::open(&plan.target, &client);
+        for (tag, digest) in plan.tags() {
+            let set = set_tag(&target, &plan.repository, tag, digest)
+                .await
+                .with_context(|| format!("tagging `{}/{}:{tag}`", plan.target, plan.repository))?;
+            if set {
+                tags_set += 1;
+            } else {
+                tags_unchanged += 1;
+            }
+        }
+    }
+
+    if let Some(Location::Registry(registry)) = &registry_override {
+        rename_registry(&mut info, registry);
+    }
+    info.pipeline.record(stage_record(Stage::Publish, run));
+    let digest = json_file::write_atomically(&output, &info)?;
+    tracing::info!(
+        "published {}: {} objects copied ({} bytes), {} already there ({} bytes); {tags_set} tags set, \
+         {tags_unchanged} unchanged; {} HTTP requests",
+        summary::count(total, "image"),
+        stats.objects_copied,
+        stats.bytes_copied,
+        stats.objects_skipped,
+        stats.bytes_skipped,
+        client.request_count()
+    );
+    ci::set_stage_outputs(host, Stage::Publish, &output, &digest)
+        .context("setting the step outputs")?;
+    host.summary(&summary::image_table("imagepipe publish", &info))
+        .context("writing the step summary")?;
+    Ok(())
+}
+
+/// Platform images, then the index (whose children are then present), then every digest's signatures.
+async fn copy_image(
+    copier: &Copier<'_, AnyStore, AnyStore>,
+    plan: &ImagePlan,
+) -> Result<CopyStats, StoreError> {
+    let mut stats = CopyStats::default();
+    for (digest, _) in &plan.platforms {
+        stats += copier.copy_manifest(digest).await?;
+    }
+    if let Some((digest, _)) = &plan.index {
+        stats += copier.copy_manifest(digest).await?;
+    }
+    for digest in plan.digests() {
+        stats += copier.copy_signatures(digest).await?;
+    }
+    Ok(stats)
+}
+
+/// Points `tag` at `digest` unless it already does. Returns whether it moved.
+async fn set_tag(
+    target: &AnyStore,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+) -> Result<bool, StoreError> {
+    let current = target
+        .head_manifest(repository, ManifestReference::Tag(tag))
+        .await?;
+    if current
+        .and_then(|descriptor| our_digest(descriptor.digest()))
+        .as_ref()
+        == Some(digest)
+    {
+        return Ok(false);
+    }
+    let manifest = target
+        .get_manifest(repository, ManifestReference::Digest(digest))
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            store: target.name(),
+            reference: format!("{repository}@{digest}"),
+        })?;
+    target
+        .put_manifest(repository, ManifestReference::Tag(tag), &manifest)
+        .await?;
+    Ok(true)
+}
+
+/// What each image consists of and where it goes.
+fn plan(
+    info: &ImageInfo,
+    prefix: Option<&str>,
+    registry_override: Option<&Location>,
+) -> anyhow::Result<Vec<ImagePlan>> {
+    let mut plans: Vec<ImagePlan> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for entry in info.digest_entries() {
+        let reference: DigestReference = entry
+            .reference
+            .parse()
+            .with_context(|| format!("reading `{}`", entry.reference))?;
+        if current != Some((entry.repo, entry.image)) {
+            let target = match (registry_override, reference.registry()) {
+                (Some(location), _) => location.clone(),
+                (None, Some(registry)) => Location::Registry(registry.to_owned()),
+                (None, None) => anyhow::bail!(
+                    "`{}` names no registry to publish to; pass `--registry-override`",
+                    entry.reference
+                ),
+            };
+            plans.push(ImagePlan {
+                source: staging_repository(prefix, reference.repository()),
+                target,
+                repository: reference.repository().to_owned(),
+                platforms: Vec::new(),
+                index: None,
+            });
+            current = Some((entry.repo, entry.image));
+        }
+        let Some(plan) = plans.last_mut() else {
+            continue;
+        };
+        let image = &info.repos[entry.repo].images[entry.image];
+        match entry.slot {
+            DigestSlot::Platform(index) => {
+                plan.platforms
+                    .push((reference.digest, image.platforms[index].simple_tags.clone()));
+            }
+            DigestSlot::Index => {
+                let tags = image
+                    .manifest
+                    .as_ref()
+                    .map(|manifest| manifest.shared_tags.clone())
+                    .unwrap_or_default();
+                plan.index = Some((reference.digest, tags));
+            }
+            DigestSlot::Syndicated(_) => {
+                tracing::warn!(
+                    "`{}` is a syndicated copy; publish does not copy syndicated digests",
+                    entry.reference
+                );
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// The dry run's report: each object to copy and each tag to set, marking what the target already has.
+async fn describe(plans: &[ImagePlan], client: &Arc<RegistryClient>) -> Result<String, StoreError> {
+    let mut report = String::new();
+    for plan in plans {
+        let target = AnyStore::open(&plan.target, client);
+        for digest in plan.digests() {
+            let present = target
+                .head_manifest(&plan.repository, ManifestReference::Digest(digest))
+                .await?
+                .is_some();
+            let note = if present { " (already there)" } else { "" };
+            report.push_str(&format!(
+                "copy {}/{}@{digest}{note}\n",
+                plan.target, plan.repository
+            ));
+        }
+        for (tag, digest) in plan.tags() {
+            report.push_str(&format!(
+                "tag  {}/{}:{tag} -> {digest}\n",
+                plan.target, plan.repository
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// With `--registry-override`, the final image-info names where the images are.
+fn rename_registry(info: &mut ImageInfo, registry: &str) {
+    let rename = |reference: &mut String| {
+        if let Ok(parsed) = reference.parse::<DigestReference>() {
+            *reference = format!("{registry}/{}@{}", parsed.repository(), parsed.digest);
+        }
+    };
+    for image in info
+        .repos
+        .iter_mut()
+        .flat_map(|repo| repo.images.iter_mut())
+    {
+        image
+            .platforms
+            .iter_mut()
+            .for_each(|platform| rename(&mut platform.digest));
+        if let Some(manifest) = &mut image.manifest {
+            rename(&mut manifest.digest);
+        }
+    }
+}

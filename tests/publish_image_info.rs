@@ -1,0 +1,636 @@
+//! `imagepipe publish-image-info` against a fake GitHub contents API: the real binary, a local HTTP server with
+//! an in-memory repository that records every request and can lose a race on purpose.
+//!
+//! A fake server, not GitHub: the runs must not need the internet or a token, and only a fake commits
+//! "concurrently" on demand. It follows GitHub's OpenAPI description for the three endpoints.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+const TOKEN: &str = "ghs_test_token_4f1c9a";
+const REPOSITORY: &str = "octo/published";
+const DEFAULT_BRANCH: &str = "trunk";
+const PATH: &str = "images/image-info.json";
+const IMAGE_INFO: &str = r#"{
+  "schemaVersion": "2.0",
+  "repos": [
+    {
+      "repo": "dotnet/runtime",
+      "images": []
+    }
+  ]
+}
+"#;
+/// What "another pipeline" commits in the middle of ours.
+const OTHER_CONTENT: &[u8] = b"{\"schemaVersion\": \"2.0\", \"repos\": []}\n";
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    path: String,
+    query: Option<String>,
+    body: Option<Value>,
+    /// `Authorization: Bearer TOKEN`, exactly.
+    authorized: bool,
+    accept: Option<String>,
+    api_version: Option<String>,
+    user_agent: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    /// `(branch, path)` → content.
+    files: HashMap<(String, String), Vec<u8>>,
+    /// For each coming PUT, the status to answer after another writer commits `OTHER_CONTENT` first.
+    races: VecDeque<u16>,
+    requests: Vec<Recorded>,
+    commits: u32,
+}
+
+struct FakeGitHub {
+    url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeGitHub {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        // Lives as long as the test process; every test has its own server.
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                thread::spawn(move || serve(stream, &state));
+            }
+        });
+        Self { url, state }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    fn put_file(&self, branch: &str, path: &str, content: &[u8]) {
+        self.state()
+            .files
+            .insert((branch.to_owned(), path.to_owned()), content.to_vec());
+    }
+
+    fn file(&self, branch: &str, path: &str) -> Option<Vec<u8>> {
+        self.state()
+            .files
+            .get(&(branch.to_owned(), path.to_owned()))
+            .cloned()
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    fn puts(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.method == "PUT")
+            .collect()
+    }
+}
+
+/// The blob "sha" of a content: any hash that changes with the content will do.
+fn sha_of(content: &[u8]) -> String {
+    let digest = Sha256::digest(content);
+    digest
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<String>()[..40]
+        .to_owned()
+}
+
+fn serve(mut stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clonable"));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path.to_owned(), Some(query.to_owned())),
+        None => (target.clone(), None),
+    };
+    let recorded = Recorded {
+        method,
+        path,
+        query,
+        body: serde_json::from_slice(&body).ok(),
+        authorized: headers.get("authorization").map(String::as_str)
+            == Some(&format!("Bearer {TOKEN}")),
+        accept: headers.get("accept").cloned(),
+        api_version: headers.get("x-github-api-version").cloned(),
+        user_agent: headers.get("user-agent").cloned(),
+    };
+    let (status, response) = {
+        let mut state = state.lock().expect("not poisoned");
+        state.requests.push(recorded.clone());
+        answer(&mut state, &recorded)
+    };
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        _ => "Other",
+    };
+    let body = response.to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
+}
+
+fn message(text: &str) -> Value {
+    json!({"message": text, "documentation_url": "https://docs.github.com/rest"})
+}
+
+/// GitHub's answers, as its OpenAPI description gives them.
+fn answer(state: &mut State, request: &Recorded) -> (u16, Value) {
+    if !request.authorized {
+        return (401, message("Bad credentials"));
+    }
+    let repository_path = format!("/repos/{REPOSITORY}");
+    let contents_prefix = format!("{repository_path}/contents/");
+    if request.method == "GET" && request.path == repository_path {
+        return (
+            200,
+            json!({"full_name": REPOSITORY, "default_branch": DEFAULT_BRANCH, "private": true}),
+        );
+    }
+    let Some(file_path) = request.path.strip_prefix(&contents_prefix) else {
+        return (404, message("Not Found"));
+    };
+    let file_path = file_path.to_owned();
+    match request.method.as_str() {
+        "GET" => {
+            let branch = request
+                .query
+                .as_deref()
+                .and_then(|query| query.strip_prefix("ref="))
+                .unwrap_or(DEFAULT_BRANCH)
+                .to_owned();
+            match state.files.get(&(branch, file_path.clone())) {
+                Some(content) => {
+                    // GitHub breaks the base64 into lines of 60 characters.
+                    let encoded = BASE64.encode(content);
+                    let lines: Vec<&str> = encoded
+                        .as_bytes()
+                        .chunks(60)
+                        .map(|chunk| std::str::from_utf8(chunk).expect("ascii"))
+                        .collect();
+                    (
+                        200,
+                        json!({
+                            "type": "file",
+                            "encoding": "base64",
+                            "size": content.len(),
+                            "name": file_path.rsplit('/').next(),
+                            "path": file_path,
+                            "content": lines.join("\n") + "\n",
+                            "sha": sha_of(content),
+                        }),
+                    )
+                }
+                None => (404, message("Not Found")),
+            }
+        }
+        "PUT" => {
+            let body = request.body.clone().unwrap_or_default();
+            let branch = body["branch"].as_str().unwrap_or(DEFAULT_BRANCH).to_owned();
+            let key = (branch, file_path.clone());
+            if let Some(status) = state.races.pop_front() {
+                // Another pipeline commits first.
+                state.files.insert(key, OTHER_CONTENT.to_vec());
+                state.commits += 1;
+                return (status, message(&format!("{file_path} does not match")));
+            }
+            let current = state.files.get(&key).map(|content| sha_of(content));
+            match (current.as_deref(), body["sha"].as_str()) {
+                (Some(_), None) => {
+                    return (422, message("Invalid request.\n\n\"sha\" wasn't supplied."));
+                }
+                (Some(current), Some(given)) if current != given => {
+                    return (409, message(&format!("{file_path} does not match {given}")));
+                }
+                _ => {}
+            }
+            let Some(content) = body["content"]
+                .as_str()
+                .and_then(|text| BASE64.decode(text).ok())
+            else {
+                return (422, message("content is not valid Base64"));
+            };
+            let created = current.is_none();
+            let blob = sha_of(&content);
+            state.files.insert(key, content);
+            state.commits += 1;
+            let commit = format!("{:040x}", 0xc0ffee_u64 + u64::from(state.commits));
+            (
+                if created { 201 } else { 200 },
+                json!({
+                    "content": {"type": "file", "path": file_path, "sha": blob},
+                    "commit": {"sha": commit, "message": body["message"]},
+                }),
+            )
+        }
+        _ => (404, message("Not Found")),
+    }
+}
+
+/// The binary run against `server`, for [`REPOSITORY`] and [`PATH`].
+fn imagepipe(server: &FakeGitHub, image_info: &Path) -> Command {
+    publish(image_info, REPOSITORY, &server.url)
+}
+
+/// The binary with no CI host, no run id and none of this command's `IMAGEPIPE_*` variables.
+fn publish(image_info: &Path, repository: &str, api_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imagepipe"));
+    for variable in [
+        "GITHUB_ACTIONS",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_RUN_ID",
+        "TF_BUILD",
+        "BUILD_BUILDID",
+        "IMAGEPIPE_IMAGE_INFO",
+        "IMAGEPIPE_REPO",
+        "IMAGEPIPE_PATH",
+        "IMAGEPIPE_BRANCH",
+        "IMAGEPIPE_TOKEN_ENV",
+        "IMAGEPIPE_API_URL",
+        "GITHUB_TOKEN",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+        .env("GITHUB_TOKEN", TOKEN)
+        .arg("publish-image-info")
+        .arg("--image-info")
+        .arg(image_info)
+        .args(["--repo", repository, "--path", PATH, "--api-url", api_url]);
+    command
+}
+
+fn run(command: &mut Command) -> (Option<i32>, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("the binary runs");
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A folder holding `image-info.json` with [`IMAGE_INFO`].
+fn image_info_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let file = folder.path().join("image-info.json");
+    fs::write(&file, IMAGE_INFO).expect("written");
+    (folder, file)
+}
+
+/// Runs under GitHub Actions with a `GITHUB_OUTPUT` file; returns the outputs as `name=value` lines.
+fn run_with_outputs(command: &mut Command, folder: &Path) -> (Option<i32>, String, String) {
+    let outputs = folder.join("outputs");
+    let (code, stdout, stderr) = run(command
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_RUN_ID", "987654"));
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    (
+        code,
+        fs::read_to_string(outputs).unwrap_or_default(),
+        stderr,
+    )
+}
+
+fn contents_path() -> String {
+    format!("/repos/{REPOSITORY}/contents/{PATH}")
+}
+
+#[test]
+fn a_new_file_is_created_on_the_default_branch() {
+    let server = FakeGitHub::start();
+    let (folder, file) = image_info_file();
+    let (_, outputs, stderr) = run_with_outputs(&mut imagepipe(&server, &file), folder.path());
+
+    let requests = server.requests();
+    let summary: Vec<(&str, &str, Option<&str>)> = requests
+        .iter()
+        .map(|request| {
+            (
+                request.method.as_str(),
+                request.path.as_str(),
+                request.query.as_deref(),
+            )
+        })
+        .collect();
+    let contents = contents_path();
+    let query = format!("ref={DEFAULT_BRANCH}");
+    assert_eq!(
+        summary,
+        [
+            ("GET", format!("/repos/{REPOSITORY}").as_str(), None),
+            ("GET", contents.as_str(), Some(query.as_str())),
+            ("PUT", contents.as_str(), None),
+        ],
+        "{stderr}"
+    );
+    for request in &requests {
+        assert!(request.authorized, "{request:?}");
+        assert_eq!(
+            request.accept.as_deref(),
+            Some("application/vnd.github+json")
+        );
+        assert_eq!(request.api_version.as_deref(), Some("2022-11-28"));
+        assert!(
+            request
+                .user_agent
+                .as_deref()
+                .is_some_and(|agent| agent.starts_with("imagepipe/")),
+            "{request:?}"
+        );
+    }
+    let put = requests[2].body.clone().expect("a JSON body");
+    assert_eq!(
+        put,
+        json!({
+            "message": format!("Update {PATH} from imagepipe (run 987654)"),
+            "content": BASE64.encode(IMAGE_INFO),
+            "branch": DEFAULT_BRANCH,
+        }),
+        "a new file is written without `sha`"
+    );
+    assert_eq!(
+        server.file(DEFAULT_BRANCH, PATH).as_deref(),
+        Some(IMAGE_INFO.as_bytes())
+    );
+    let commit = format!("{:040x}", 0xc0ffee_u64 + 1);
+    assert_eq!(outputs, format!("commit={commit}\nchanged=true\n"));
+    assert!(stderr.contains(&format!("committed `{PATH}`")), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+}
+
+#[test]
+fn an_existing_file_is_replaced_on_the_named_branch_with_its_sha() {
+    let server = FakeGitHub::start();
+    server.put_file("release", PATH, b"{\"schemaVersion\": \"1.0\"}\n");
+    let (_folder, file) = image_info_file();
+    let (code, _, stderr) = run(imagepipe(&server, &file).args(["--branch", "release"]));
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|request| request.path != format!("/repos/{REPOSITORY}")),
+        "a named branch needs no repository lookup"
+    );
+    let puts = server.puts();
+    assert_eq!(puts.len(), 1);
+    let body = puts[0].body.clone().expect("a JSON body");
+    assert_eq!(body["branch"], "release");
+    assert_eq!(body["sha"], sha_of(b"{\"schemaVersion\": \"1.0\"}\n"));
+    assert_eq!(body["message"], format!("Update {PATH} from imagepipe"));
+    assert_eq!(
+        server.file("release", PATH).as_deref(),
+        Some(IMAGE_INFO.as_bytes())
+    );
+    assert_eq!(server.file(DEFAULT_BRANCH, PATH), None);
+}
+
+#[test]
+fn unchanged_content_makes_no_commit() {
+    let server = FakeGitHub::start();
+    server.put_file(DEFAULT_BRANCH, PATH, IMAGE_INFO.as_bytes());
+    let (folder, file) = image_info_file();
+    let (_, outputs, stderr) = run_with_outputs(&mut imagepipe(&server, &file), folder.path());
+
+    assert!(server.puts().is_empty(), "{:?}", server.requests());
+    assert_eq!(server.state().commits, 0);
+    assert_eq!(outputs, "commit=\nchanged=false\n");
+    assert!(stderr.contains("unchanged"), "{stderr}");
+}
+
+#[test]
+fn a_concurrent_commit_is_read_again_and_overwritten() {
+    for status in [409, 422] {
+        let server = FakeGitHub::start();
+        let previous = b"{\"schemaVersion\": \"1.0\"}\n";
+        server.put_file(DEFAULT_BRANCH, PATH, previous);
+        server.state().races.push_back(status);
+        let (folder, file) = image_info_file();
+        let (_, outputs, stderr) = run_with_outputs(&mut imagepipe(&server, &file), folder.path());
+
+        let puts = server.puts();
+        assert_eq!(puts.len(), 2, "{status}: {stderr}");
+        let first = puts[0].body.clone().expect("a JSON body");
+        let second = puts[1].body.clone().expect("a JSON body");
+        assert_eq!(first["sha"], sha_of(previous), "{status}");
+        assert_eq!(
+            second["sha"],
+            sha_of(OTHER_CONTENT),
+            "{status}: the second write names the other commit's blob"
+        );
+        assert_eq!(second["content"], BASE64.encode(IMAGE_INFO));
+        let gets = server
+            .requests()
+            .iter()
+            .filter(|request| request.method == "GET" && request.path == contents_path())
+            .count();
+        assert_eq!(gets, 2, "{status}: read again after the conflict");
+        assert_eq!(
+            server.file(DEFAULT_BRANCH, PATH).as_deref(),
+            Some(IMAGE_INFO.as_bytes())
+        );
+        assert!(outputs.contains("changed=true\n"), "{status}: {outputs}");
+        assert!(stderr.contains("reading it again"), "{status}: {stderr}");
+    }
+}
+
+#[test]
+fn a_file_created_concurrently_is_overwritten() {
+    let server = FakeGitHub::start();
+    // The file does not exist when read; another writer creates it before our PUT, which names no sha (422).
+    server.state().races.push_back(422);
+    let (_folder, file) = image_info_file();
+    let (code, _, stderr) = run(&mut imagepipe(&server, &file));
+    assert_eq!(code, Some(0), "{stderr}");
+    let puts = server.puts();
+    assert_eq!(puts.len(), 2);
+    assert_eq!(
+        puts[0].body.as_ref().map(|body| body.get("sha")),
+        Some(None)
+    );
+    assert_eq!(
+        puts[1].body.as_ref().map(|body| body["sha"].clone()),
+        Some(json!(sha_of(OTHER_CONTENT)))
+    );
+    assert_eq!(
+        server.file(DEFAULT_BRANCH, PATH).as_deref(),
+        Some(IMAGE_INFO.as_bytes())
+    );
+}
+
+#[test]
+fn endless_conflicts_fail_after_five_attempts_naming_the_target() {
+    let server = FakeGitHub::start();
+    server.state().races.extend([409; 10]);
+    let (_folder, file) = image_info_file();
+    let (code, _, stderr) = run(&mut imagepipe(&server, &file));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(server.puts().len(), 5);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    for part in [PATH, REPOSITORY, DEFAULT_BRANCH, "after 5 attempts", "409"] {
+        assert!(errors[0].contains(part), "`{part}` missing: {stderr}");
+    }
+}
+
+#[test]
+fn a_wrong_token_fails_in_one_line_without_the_token() {
+    let server = FakeGitHub::start();
+    let (_folder, file) = image_info_file();
+    let wrong = "ghp_wrong_token_that_must_not_leak";
+    let (code, stdout, stderr) = run(imagepipe(&server, &file).env("GITHUB_TOKEN", wrong));
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("Bad credentials"), "{stderr}");
+    assert!(errors[0].contains("401"), "{stderr}");
+    for output in [&stdout, &stderr] {
+        assert!(!output.contains(wrong), "the token leaked: {output}");
+        assert!(!output.contains(TOKEN), "{output}");
+    }
+    assert!(server.puts().is_empty());
+}
+
+#[test]
+fn an_unknown_repository_says_the_name_or_token_is_wrong() {
+    let server = FakeGitHub::start();
+    let (_folder, file) = image_info_file();
+    let (code, _, stderr) = run(&mut publish(&file, "octo/missing", &server.url));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("repository `octo/missing` was not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the token cannot see it"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_repository_with_a_named_branch_fails_on_the_write() {
+    let server = FakeGitHub::start();
+    let (_folder, file) = image_info_file();
+    let (code, _, stderr) =
+        run(publish(&file, "octo/missing", &server.url).args(["--branch", "main"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the repository or branch does not exist, or the token cannot see it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`octo/missing` (branch `main`)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_token_variable_is_invalid_input() {
+    let server = FakeGitHub::start();
+    let (_folder, file) = image_info_file();
+    let (code, _, stderr) = run(imagepipe(&server, &file)
+        .env_remove("GITHUB_TOKEN")
+        .args(["--token-env", "PUBLISH_TOKEN"])
+        .env_remove("PUBLISH_TOKEN"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("`PUBLISH_TOKEN`"), "{stderr}");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn invalid_input_exits_2_before_any_request() {
+    let server = FakeGitHub::start();
+    let (folder, file) = image_info_file();
+    let not_image_info = folder.path().join("not-image-info.json");
+    fs::write(&not_image_info, "{\"repos\": 3}\n").expect("written");
+    let insecure = "http://github.example.com/api/v3";
+    let cases: [(&Path, &str, &str, &str); 3] = [
+        (
+            &not_image_info,
+            REPOSITORY,
+            &server.url,
+            "not-image-info.json",
+        ),
+        (
+            &file,
+            "octo",
+            &server.url,
+            "--repo: `octo` is not a GitHub repository",
+        ),
+        (&file, REPOSITORY, insecure, "plain HTTP"),
+    ];
+    for (image_info, repository, api_url, expected) in cases {
+        let (code, _, stderr) = run(&mut publish(image_info, repository, api_url));
+        assert_eq!(code, Some(2), "{expected}: {stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(server.requests().is_empty());
+}
