@@ -1,0 +1,69 @@
+//! The README's main command: the whole pipeline after the build on the example, with no server.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn the_example_pipeline_publishes_signed_images_into_a_layout() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let output = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/example-pipeline.sh"
+        ))
+        .env("IMAGEPIPE", env!("CARGO_BIN_EXE_imagepipe"))
+        .env("WORK", work.path())
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("TF_BUILD")
+        .output()
+        .expect("the script runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    let final_info: Value = serde_json::from_slice(
+        &std::fs::read(work.path().join("final-image-info.json")).expect("written"),
+    )
+    .expect("JSON");
+    let stages: Vec<&str> = final_info["pipeline"]["stages"]
+        .as_array()
+        .expect("ledger")
+        .iter()
+        .filter_map(|stage| stage["stage"].as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "post-build",
+            "create-manifest",
+            "sign",
+            "verify",
+            "test",
+            "publish"
+        ]
+    );
+
+    // The public layout holds the index under its shared tag, as the recorded digest, readable by skopeo.
+    let index = final_info["repos"][0]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .find_map(|image| image["manifest"]["digest"].as_str())
+        .expect("an index")
+        .rsplit_once('@')
+        .expect("@")
+        .1
+        .to_owned();
+    let raw = common::commands::run(Command::new(common::tools::skopeo()).args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}/public/acme/app:latest", work.path().display()),
+    ]));
+    assert_eq!(
+        imagepipe::model::reference::Digest::of(&raw.stdout).to_string(),
+        index
+    );
+}
