@@ -441,33 +441,7 @@ impl Store for RegistryStore {
     }
 
     async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<Bytes, StoreError> {
-        let request = self.request(
-            Method::GET,
-            format!("/v2/{repository}/blobs/{digest}"),
-            repository,
-            false,
-        );
-        let response = self.client.send(&request).await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(StoreError::NotFound {
-                store: self.host.clone(),
-                reference: format!("{repository}@{digest}"),
-            });
-        }
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&request.method, &request.target, response, 1).await);
-        }
-        let bytes = read_body(response, &request.target).await?;
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(StoreError::DigestMismatch {
-                store: self.host.clone(),
-                reference: format!("{}/{repository}@{digest}", self.host),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        Ok(bytes)
+        blob_stream::collect(self.open_blob(repository, digest).await?).await
     }
 
     async fn put_blob(
