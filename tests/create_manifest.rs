@@ -367,13 +367,16 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
         imagepipe_with(&strings(&explicit), &[], Some("correct-horse-battery\n"));
     assert_eq!(code, Some(0), "{stderr}");
 
-    // A wrong password: one clear line, exit 1, and the password nowhere in the output.
+    // A wrong password: one clear line, exit 1, and the password nowhere in the output, even with every
+    // debug line logged.
     let wrong = folder.path().join("wrong-config");
     common::Credentials::new("ci-user", "wrong-staple-42")
         .write_docker_config(&wrong, &staging.host());
     let wrong_config = wrong.display().to_string();
+    let mut verbose = arguments.clone();
+    verbose.push("--verbose".to_owned());
     let (code, stdout, stderr) = imagepipe_with(
-        &strings(&arguments),
+        &strings(&verbose),
         &[("DOCKER_CONFIG", &wrong_config)],
         None,
     );
@@ -393,9 +396,13 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
             "a password leaked: {stderr}"
         );
     }
-    let (code, _, stderr) = imagepipe_with(&strings(&explicit), &[], Some("wrong-staple-42\n"));
+    let mut explicit_verbose = explicit.clone();
+    explicit_verbose.push("--verbose".to_owned());
+    let (code, stdout, stderr) =
+        imagepipe_with(&strings(&explicit_verbose), &[], Some("wrong-staple-42\n"));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("wrong-staple-42"), "{stderr}");
+    assert!(!stdout.contains("wrong-staple-42"), "{stdout}");
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ impl BlobStream {
 
 /// The whole blob in memory, for blobs known to be small (configs, signature payloads); checked as it passes.
 pub async fn collect(blob: BlobStream) -> Result<Bytes, StoreError> {
-    let capacity = blob.size.and_then(|size| usize::try_from(size).ok()).unwrap_or_default();
+    let capacity = blob
+        .size
+        .and_then(|size| usize::try_from(size).ok())
+        .unwrap_or_default();
     let mut bytes = bytes::BytesMut::with_capacity(capacity);
     let mut chunks = blob.chunks;
     while let Some(chunk) = chunks.next().await {
