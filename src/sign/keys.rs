@@ -2,12 +2,8 @@
 //! plain PKCS#8 private key, and the public key PEM that `cosign verify --key` reads. Only ECDSA P-256, cosign's
 //! default and what DESIGN.md §5 signs with.
 //!
-//! The encrypted key, as cosign's `pkg/cosign/keys.go` and go-securesystemslib's `encrypted` package write it: a
-//! PEM block labelled `ENCRYPTED SIGSTORE PRIVATE KEY` (older cosign: `ENCRYPTED COSIGN PRIVATE KEY`) whose body
-//! is the JSON `{"kdf":{"name":"scrypt","params":{"N":…,"r":8,"p":1},"salt":…},"cipher":{"name":"nacl/secretbox",
-//! "nonce":…},"ciphertext":…}`, byte strings in padded standard base64. The box key is
-//! scrypt(password, salt, N, r, p) of 32 bytes; the ciphertext is NaCl's secretbox (XSalsa20-Poly1305, tag
-//! first) of the PKCS#8 DER private key.
+//! Two sibling modules do the encoding: `sign::pem` reads and writes the PEM text, and `sign::encrypted_key`
+//! seals and opens the encrypted key's JSON body.
 //!
 //! No message or `Debug` output of this module holds key material, a password or a ciphertext.
 
@@ -15,10 +11,6 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use crypto_secretbox::aead::{Aead, KeyInit};
-use crypto_secretbox::{Key as BoxKey, Nonce, XSalsa20Poly1305};
 use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::spki::{self, SubjectPublicKeyInfoRef};
@@ -26,14 +18,12 @@ use p256::pkcs8::{
     self, DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, ObjectIdentifier,
 };
 use rand_core::{OsRng, RngCore};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-/// The label cosign 2.x writes on encrypted private keys.
-const SIGSTORE_LABEL: &str = "ENCRYPTED SIGSTORE PRIVATE KEY";
-/// The label older cosign wrote on encrypted private keys; cosign still reads it.
-const COSIGN_LABEL: &str = "ENCRYPTED COSIGN PRIVATE KEY";
+use super::encrypted_key::{self, COSIGN_LABEL, SIGSTORE_LABEL};
+use super::pem;
+
 const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 /// Labels of private keys in formats this module does not read.
@@ -42,22 +32,6 @@ const OTHER_PRIVATE_KEY_LABELS: &[&str] =
 const EXPECTED_PRIVATE: &str =
     "`ENCRYPTED SIGSTORE PRIVATE KEY`, `ENCRYPTED COSIGN PRIVATE KEY` or `PRIVATE KEY`";
 const EXPECTED_PUBLIC: &str = "`PUBLIC KEY`";
-
-const KDF_NAME: &str = "scrypt";
-const CIPHER_NAME: &str = "nacl/secretbox";
-/// The scrypt cost written: N = 2^15, go-securesystemslib's "legacy" set, the one every cosign version reads
-/// (cosign 2.5 itself writes N = 2^16, which cosign releases before the parameter sets were added reject).
-const WRITTEN_LOG_N: u8 = 15;
-/// The scrypt parameter sets read, as (N, log2 N), all with r = 8 and p = 1: go-securesystemslib's "legacy",
-/// "standard" and "OWASP" sets. Anything else is refused before scrypt runs, so a tampered file cannot make us
-/// spend unbounded time or memory.
-const READ_SCRYPT_COSTS: [(u64, u8); 3] = [(1 << 15, 15), (1 << 16, 16), (1 << 17, 17)];
-const SCRYPT_R: u32 = 8;
-const SCRYPT_P: u32 = 1;
-const SALT_LEN: usize = 32;
-const NONCE_LEN: usize = 24;
-const BOX_KEY_LEN: usize = 32;
-const TAG_LEN: usize = 16;
 
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -234,12 +208,12 @@ impl SigningKey {
 
     /// [`SigningKey::load`] of PEM text in hand; `source` names it in errors.
     pub fn from_pem(pem: &str, password: &[u8], source: &KeySource) -> Result<Self, KeyError> {
-        let block = decode_pem(pem).map_err(|problem| KeyError::NotPem {
+        let block = pem::decode(pem).map_err(|problem| KeyError::NotPem {
             key: source.clone(),
             problem,
         })?;
         let der = match block.label.as_str() {
-            SIGSTORE_LABEL | COSIGN_LABEL => decrypt(&block.body, password, source)?,
+            SIGSTORE_LABEL | COSIGN_LABEL => encrypted_key::decrypt(&block.body, password, source)?,
             PRIVATE_KEY_LABEL => block.body,
             PUBLIC_KEY_LABEL => {
                 return Err(KeyError::PublicKeyGiven {
@@ -309,7 +283,7 @@ impl PublicKey {
 
     /// Reads a `PUBLIC KEY` PEM (SPKI); `source` names it in errors.
     pub fn from_pem(pem: &str, source: &KeySource) -> Result<Self, KeyError> {
-        let block = decode_pem(pem).map_err(|problem| KeyError::NotPem {
+        let block = pem::decode(pem).map_err(|problem| KeyError::NotPem {
             key: source.clone(),
             problem,
         })?;
@@ -373,7 +347,7 @@ impl PublicKey {
     }
 
     pub fn to_pem(&self) -> String {
-        encode_pem(PUBLIC_KEY_LABEL, &self.spki_der)
+        pem::encode(PUBLIC_KEY_LABEL, &self.spki_der)
     }
 }
 
@@ -398,39 +372,8 @@ pub fn generate(password: &[u8]) -> Result<(String, PublicKey), KeyError> {
             step: "encoding the private key as PKCS#8",
         })?;
 
-    let mut salt = [0_u8; SALT_LEN];
-    fill_random(&mut salt)?;
-    let mut nonce = [0_u8; NONCE_LEN];
-    fill_random(&mut nonce)?;
-    let box_key = derive_box_key(password, &salt, WRITTEN_LOG_N).ok_or(KeyError::Generation {
-        step: "deriving the encryption key",
-    })?;
-    let ciphertext = XSalsa20Poly1305::new(BoxKey::from_slice(&box_key[..]))
-        .encrypt(Nonce::from_slice(&nonce), der.as_bytes())
-        .map_err(|_| KeyError::Generation {
-            step: "encrypting the private key",
-        })?;
-
-    let sealed = EncryptedKey {
-        kdf: Kdf {
-            name: KDF_NAME.to_owned(),
-            params: ScryptParameters {
-                n: 1 << WRITTEN_LOG_N,
-                r: SCRYPT_R.into(),
-                p: SCRYPT_P.into(),
-            },
-            salt: BASE64.encode(salt),
-        },
-        cipher: Cipher {
-            name: CIPHER_NAME.to_owned(),
-            nonce: BASE64.encode(nonce),
-        },
-        ciphertext: BASE64.encode(ciphertext),
-    };
-    let json = serde_json::to_vec(&sealed).map_err(|_| KeyError::Generation {
-        step: "encoding the encrypted key",
-    })?;
-    Ok((encode_pem(SIGSTORE_LABEL, &json), public))
+    let json = encrypted_key::encrypt(der.as_bytes(), password)?;
+    Ok((pem::encode(SIGSTORE_LABEL, &json), public))
 }
 
 /// A uniformly random private scalar in [1, n): 32 random bytes, drawn again in the rare case (under 2^-32)
@@ -448,123 +391,11 @@ fn random_signing_key() -> Result<p256::ecdsa::SigningKey, KeyError> {
     })
 }
 
-fn fill_random(buffer: &mut [u8]) -> Result<(), KeyError> {
+/// Fills `buffer` from the operating system's random number generator.
+pub(super) fn fill_random(buffer: &mut [u8]) -> Result<(), KeyError> {
     OsRng
         .try_fill_bytes(buffer)
         .map_err(|error| KeyError::Randomness { error })
-}
-
-/// The JSON body of an encrypted key. Byte strings stay strings here, so that a serde error can never quote
-/// them. No `Debug`, on purpose.
-#[derive(Serialize, Deserialize)]
-struct EncryptedKey {
-    kdf: Kdf,
-    cipher: Cipher,
-    ciphertext: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Kdf {
-    name: String,
-    params: ScryptParameters,
-    salt: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ScryptParameters {
-    #[serde(rename = "N")]
-    n: u64,
-    r: u64,
-    p: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Cipher {
-    name: String,
-    nonce: String,
-}
-
-/// The PKCS#8 DER inside an encrypted key's JSON body.
-fn decrypt(
-    json: &[u8],
-    password: &[u8],
-    source: &KeySource,
-) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let sealed: EncryptedKey =
-        serde_json::from_slice(json).map_err(|error| KeyError::MalformedEncryptedKey {
-            key: source.clone(),
-            error,
-        })?;
-    let unsupported = |what, found: &str, expected| KeyError::UnsupportedEncryption {
-        key: source.clone(),
-        what,
-        found: found.to_owned(),
-        expected,
-    };
-    if sealed.kdf.name != KDF_NAME {
-        return Err(unsupported("key derivation", &sealed.kdf.name, KDF_NAME));
-    }
-    if sealed.cipher.name != CIPHER_NAME {
-        return Err(unsupported("cipher", &sealed.cipher.name, CIPHER_NAME));
-    }
-    let ScryptParameters { n, r, p } = sealed.kdf.params;
-    let log_n = READ_SCRYPT_COSTS
-        .iter()
-        .find(|(cost, _)| *cost == n && r == u64::from(SCRYPT_R) && p == u64::from(SCRYPT_P))
-        .map(|(_, log_n)| *log_n)
-        .ok_or(KeyError::UnsupportedScryptParameters {
-            key: source.clone(),
-            n,
-            r,
-            p,
-        })?;
-
-    let field = |field, problem| KeyError::InvalidEncryptedKeyField {
-        key: source.clone(),
-        field,
-        problem,
-    };
-    let not_base64 = "is not valid base64";
-    let salt = BASE64
-        .decode(&sealed.kdf.salt)
-        .map_err(|_| field("kdf.salt", not_base64))?;
-    let nonce = BASE64
-        .decode(&sealed.cipher.nonce)
-        .map_err(|_| field("cipher.nonce", not_base64))?;
-    let ciphertext = BASE64
-        .decode(&sealed.ciphertext)
-        .map_err(|_| field("ciphertext", not_base64))?;
-    if nonce.len() != NONCE_LEN {
-        return Err(field("cipher.nonce", "is not 24 bytes long"));
-    }
-    if ciphertext.len() < TAG_LEN {
-        return Err(field(
-            "ciphertext",
-            "is shorter than its 16-byte authentication tag",
-        ));
-    }
-
-    let box_key =
-        derive_box_key(password, &salt, log_n).ok_or(KeyError::UnsupportedScryptParameters {
-            key: source.clone(),
-            n,
-            r,
-            p,
-        })?;
-    XSalsa20Poly1305::new(BoxKey::from_slice(&box_key[..]))
-        .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
-        .map(Zeroizing::new)
-        .map_err(|_| KeyError::WrongPassword {
-            key: source.clone(),
-        })
-}
-
-/// scrypt(password, salt, N = 2^log_n, r = 8, p = 1) of 32 bytes: the secretbox key.
-fn derive_box_key(password: &[u8], salt: &[u8], log_n: u8) -> Option<Zeroizing<[u8; BOX_KEY_LEN]>> {
-    let parameters = scrypt::Params::new(log_n, SCRYPT_R, SCRYPT_P, BOX_KEY_LEN).ok()?;
-    let mut key = Zeroizing::new([0_u8; BOX_KEY_LEN]);
-    scrypt::scrypt(password, salt, &parameters, &mut key[..]).ok()?;
-    Some(key)
 }
 
 /// Refuses every key but ECDSA P-256, naming what it is.
@@ -683,76 +514,6 @@ fn read_text_with(
     }
 }
 
-/// A PEM block: its label and decoded body.
-struct PemBlock {
-    label: String,
-    body: Zeroizing<Vec<u8>>,
-}
-
-const BEGIN: &str = "-----BEGIN ";
-const DASHES: &str = "-----";
-
-/// The first PEM block in `text`, read as leniently as Go's `pem.Decode`, which cosign uses: text around the
-/// block is ignored, and body lines may be of any width and end in CRLF.
-fn decode_pem(text: &str) -> Result<PemBlock, &'static str> {
-    let start = text
-        .match_indices(BEGIN)
-        .map(|(index, _)| index)
-        .find(|&index| index == 0 || text[..index].ends_with('\n'))
-        .ok_or("it has no `-----BEGIN …-----` line")?;
-    let (begin_line, rest) = text[start + BEGIN.len()..]
-        .split_once('\n')
-        .ok_or("nothing follows its `-----BEGIN …-----` line")?;
-    let label = begin_line
-        .trim_end()
-        .strip_suffix(DASHES)
-        .ok_or("its `-----BEGIN …-----` line is malformed")?;
-    let end_line = format!("-----END {label}-----");
-    let end = rest
-        .find(&end_line)
-        .ok_or("it has no `-----END …-----` line matching its `-----BEGIN` line")?;
-    let body = &rest[..end];
-    if body.contains(':') {
-        return Err(
-            "it has PEM headers (such as OpenSSL's legacy encryption), which are not supported",
-        );
-    }
-    let compact = Zeroizing::new(body.split_ascii_whitespace().collect::<String>());
-    let body = Zeroizing::new(
-        BASE64
-            .decode(compact.as_bytes())
-            .map_err(|_| "its body is not valid base64")?,
-    );
-    if body.is_empty() {
-        return Err("its body is empty");
-    }
-    Ok(PemBlock {
-        label: label.to_owned(),
-        body,
-    })
-}
-
-/// PEM as Go's `pem.EncodeToMemory` writes it: 64 base64 characters a line, LF line ends.
-fn encode_pem(label: &str, body: &[u8]) -> String {
-    let encoded = BASE64.encode(body);
-    let mut pem = String::with_capacity(encoded.len() + encoded.len() / 64 + 2 * label.len() + 32);
-    pem.push_str(BEGIN);
-    pem.push_str(label);
-    pem.push_str(DASHES);
-    pem.push('\n');
-    for (index, character) in encoded.chars().enumerate() {
-        if index > 0 && index % 64 == 0 {
-            pem.push('\n');
-        }
-        pem.push(character);
-    }
-    pem.push_str("\n-----END ");
-    pem.push_str(label);
-    pem.push_str(DASHES);
-    pem.push('\n');
-    pem
-}
-
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes
@@ -769,98 +530,11 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::OnceLock;
-
     use super::*;
-
-    /// Written by `COSIGN_PASSWORD=pw cosign generate-key-pair` (cosign 2.5.0, scrypt N=65536), with its
-    /// `cosign.pub`: proof of the format that needs no cosign binary.
-    const COSIGN_KEY: &str = "\
------BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
-eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
-OCwicCI6MX0sInNhbHQiOiJnRnZuZy9OdjZjNnhDbzFRVmlmbkhUSGtVRTlpdCtK
-SXpsaEtNdFhWYmJnPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
-Iiwibm9uY2UiOiI0L3JsM3BpekdSaSt2R2M0YWczdWc2cUtHNXpGZVh4byJ9LCJj
-aXBoZXJ0ZXh0Ijoic29oNE4vRFBSNHNURFQzYzR0QkVsKy9OTXZtNysyTUJYTTdD
-YWg3d0Q3NzJZTklzTHhNM2FaczVlZElLVTdQbmdmYXBnN1Q5d3lsTnlGdGk0NFpy
-WlMyaEtuOWxtVzJvYnR5YVJEWXhyODNWRGFtODVBMEgwN1NsTUd4aDd1WXkyYzU5
-UWxSQmhDaEgzTDhibDBQUE5FaHFWNUFrcTk0VTVtUnByMitDOVFJeTJpV0FFcVFw
-Z3B6RHFQMU1saGpWaVBoMW41ajQ5eWdpVVE9PSJ9
------END ENCRYPTED SIGSTORE PRIVATE KEY-----
-";
-    const COSIGN_PUB: &str = "\
------BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEkHB5K15GyZ4AsOpQGdivJFcKKJ1S
-pC7mpylCdS0aKJ5BQEy444mrWU5z+j2v5152l16vz7lfq+Oa69W/INuwXw==
------END PUBLIC KEY-----
-";
-
-    /// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`, and its public key.
-    const PLAIN_P256: &str = "\
------BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgQiD3awyStci3NtGd
-lrdiA3WZv82lJC9MaNu5vy6QKeChRANCAARK9nzoOAGPHcCNWtGB0kCe8Q01pWEs
-NXy7LaJT3rwcnHb6eqWTLnnNvJrOsitPpGGFbPfH1JQuSpnn8mG16C52
------END PRIVATE KEY-----
-";
-    const PLAIN_P256_PUB: &str = "\
------BEGIN PUBLIC KEY-----
-MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAESvZ86DgBjx3AjVrRgdJAnvENNaVh
-LDV8uy2iU968HJx2+nqlky55zbyazrIrT6RhhWz3x9SULkqZ5/Jhtegudg==
------END PUBLIC KEY-----
-";
-    /// The same key in SEC 1 form, which cosign's signing commands do not read either.
-    const SEC1_P256: &str = "\
------BEGIN EC PRIVATE KEY-----
-MHcCAQEEIEIg92sMkrXItzbRnZa3YgN1mb/NpSQvTGjbub8ukCngoAoGCCqGSM49
-AwEHoUQDQgAESvZ86DgBjx3AjVrRgdJAnvENNaVhLDV8uy2iU968HJx2+nqlky55
-zbyazrIrT6RhhWz3x9SULkqZ5/Jhtegudg==
------END EC PRIVATE KEY-----
-";
-    /// `openssl ecparam -name secp384r1 -genkey | openssl pkcs8 -topk8 -nocrypt`, and its public key.
-    const PLAIN_P384: &str = "\
------BEGIN PRIVATE KEY-----
-MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDCupwJPSJWo3AYGZKFt
-ABH6L5NpPqRpQxehRNjvb3oQAm5ROLye5e25yZBBRsYGu/yhZANiAAQxURKXk/X8
-KO2IcyYsw4XXSmK7jYsDtTEIFMgLuafcMzFXNt0L1sgaeZ94OWBg2TBmopFpAo69
-T8TleqpXuiYQH54DKxx6WNU+M6rODVi70X40VDj4Q+gSvCcskKJuwt8=
------END PRIVATE KEY-----
-";
-    const P384_PUB: &str = "\
------BEGIN PUBLIC KEY-----
-MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEMVESl5P1/CjtiHMmLMOF10piu42LA7Ux
-CBTIC7mn3DMxVzbdC9bIGnmfeDlgYNkwZqKRaQKOvU/E5XqqV7omEB+eAysceljV
-PjOqzg1Yu9F+NFQ4+EPoErwnLJCibsLf
------END PUBLIC KEY-----
-";
-    /// `openssl genpkey -algorithm ed25519`.
-    const PLAIN_ED25519: &str = "\
------BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
------END PRIVATE KEY-----
-";
-
-    const PASSWORD: &[u8] = b"correct horse battery staple";
-
-    /// One generated key pair for all tests: scrypt is slow in debug builds.
-    fn generated() -> &'static (String, PublicKey) {
-        static GENERATED: OnceLock<(String, PublicKey)> = OnceLock::new();
-        GENERATED.get_or_init(|| generate(PASSWORD).expect("generate a key pair"))
-    }
-
-    fn source(name: &str) -> KeySource {
-        KeySource::File(PathBuf::from(name))
-    }
-
-    /// The JSON body of an encrypted key PEM.
-    fn body_of(pem: &str) -> serde_json::Value {
-        let block = decode_pem(pem).expect("a PEM block");
-        serde_json::from_slice(&block.body).expect("JSON")
-    }
-
-    fn with_body(label: &str, body: &serde_json::Value) -> String {
-        encode_pem(label, &serde_json::to_vec(body).expect("JSON"))
-    }
+    use crate::sign::test_keys::{
+        COSIGN_KEY, COSIGN_PUB, P384_PUB, PASSWORD, PLAIN_ED25519, PLAIN_P256, PLAIN_P256_PUB,
+        PLAIN_P384, SEC1_P256, body_of, generated, source,
+    };
 
     #[test]
     fn generated_key_round_trips() {
@@ -876,37 +550,6 @@ MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
         let reread =
             PublicKey::from_pem(&public.to_pem(), &source("our.pub")).expect("public key PEM");
         assert_eq!(&reread, public);
-    }
-
-    #[test]
-    fn generated_key_is_written_as_cosign_writes_it() {
-        let (private_pem, _) = generated();
-        assert!(private_pem.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"));
-        assert!(private_pem.ends_with("\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"));
-        assert!(private_pem.lines().all(|line| line.len() <= 64));
-        let body = body_of(private_pem);
-        assert_eq!(body["kdf"]["name"], "scrypt");
-        assert_eq!(
-            body["kdf"]["params"],
-            serde_json::json!({"N": 32768, "r": 8, "p": 1})
-        );
-        assert_eq!(body["cipher"]["name"], "nacl/secretbox");
-        let decoded = |value: &serde_json::Value| {
-            BASE64
-                .decode(value.as_str().expect("a string"))
-                .expect("base64")
-        };
-        assert_eq!(decoded(&body["kdf"]["salt"]).len(), 32);
-        assert_eq!(decoded(&body["cipher"]["nonce"]).len(), 24);
-        // The field order of Go's encoding/json, which writes struct fields in declaration order.
-        let json =
-            String::from_utf8(decode_pem(private_pem).expect("PEM").body.to_vec()).expect("UTF-8");
-        assert!(
-            json.starts_with(
-                r#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":""#
-            ),
-            "{json}"
-        );
     }
 
     #[test]
@@ -934,158 +577,6 @@ MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
             "the public key PEM is written byte for byte as cosign writes it"
         );
         assert!(public.verifies(b"payload", &key.sign(b"payload")));
-    }
-
-    #[test]
-    fn older_cosign_label_loads() {
-        let (private_pem, public) = generated();
-        let relabelled = private_pem.replace(SIGSTORE_LABEL, COSIGN_LABEL);
-        assert!(relabelled.starts_with("-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----\n"));
-        let key = SigningKey::from_pem(&relabelled, PASSWORD, &source("old.key")).expect("load");
-        assert_eq!(&key.public_key(), public);
-    }
-
-    /// go-securesystemslib's own test vector (`encrypted_test.go`, `TestDecrypt`): "reallyimportant" under
-    /// "supersecret".
-    #[test]
-    fn decrypts_go_securesystemslib_vector() {
-        let json = br#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"N9a7x5JFGbrtB2uBR81jPwp0eiLR4A7FV3mjVAQrg1g="},"cipher":{"name":"nacl/secretbox","nonce":"2h8HxMmgRfuYdpswZBQaU3xJ1nkA/5Ik"},"ciphertext":"SEW6sUh0jf2wfdjJGPNS9+bkk2uB+Cxamf32zR8XkQ=="}"#;
-        let plaintext = decrypt(json, b"supersecret", &source("vector")).expect("decrypt");
-        assert_eq!(plaintext.as_slice(), b"reallyimportant");
-    }
-
-    #[test]
-    fn wrong_password_is_one_clear_error_without_secrets() {
-        let (private_pem, _) = generated();
-        let password = "not the password, but a secret all the same";
-        let error =
-            SigningKey::from_pem(private_pem, password.as_bytes(), &source("keys/cosign.key"))
-                .expect_err("a wrong password");
-        assert!(matches!(error, KeyError::WrongPassword { .. }), "{error:?}");
-        assert_eq!(
-            error.to_string(),
-            "wrong password for `keys/cosign.key`: set COSIGN_PASSWORD to the key's password"
-        );
-        assert_no_secrets(
-            &error,
-            private_pem,
-            &[password, std::str::from_utf8(PASSWORD).expect("UTF-8")],
-        );
-    }
-
-    /// Neither the message nor the Debug form of `error` holds a password, a line of the key's PEM body or any
-    /// of its base64 fields.
-    fn assert_no_secrets(error: &KeyError, pem: &str, passwords: &[&str]) {
-        let texts = [error.to_string(), format!("{error:?}")];
-        let body = body_of(pem);
-        let fields: Vec<String> = [
-            &body["kdf"]["salt"],
-            &body["cipher"]["nonce"],
-            &body["ciphertext"],
-        ]
-        .iter()
-        .filter_map(|value| value.as_str().map(str::to_owned))
-        .collect();
-        let pem_lines = pem
-            .lines()
-            .filter(|line| !line.starts_with("-----"))
-            .map(str::to_owned);
-        for text in &texts {
-            for secret in passwords
-                .iter()
-                .map(|password| password.to_string())
-                .chain(fields.clone())
-                .chain(pem_lines.clone())
-            {
-                assert!(!text.contains(&secret), "`{text}` holds `{secret}`");
-            }
-            for part in fields.iter().filter_map(|field| field.get(..16)) {
-                assert!(!text.contains(part), "`{text}` holds `{part}`");
-            }
-        }
-    }
-
-    #[test]
-    fn corrupt_ciphertext_reads_as_a_wrong_password() {
-        let (private_pem, _) = generated();
-        let mut body = body_of(private_pem);
-        let mut ciphertext = BASE64
-            .decode(body["ciphertext"].as_str().expect("string"))
-            .expect("base64");
-        ciphertext[20] ^= 1;
-        body["ciphertext"] = BASE64.encode(&ciphertext).into();
-        let tampered = with_body(SIGSTORE_LABEL, &body);
-        let error = SigningKey::from_pem(&tampered, PASSWORD, &source("k")).expect_err("tampered");
-        assert!(matches!(error, KeyError::WrongPassword { .. }), "{error:?}");
-        assert_no_secrets(&error, &tampered, &[]);
-    }
-
-    #[test]
-    fn malformed_encrypted_keys_are_refused_before_scrypt_runs() {
-        let (private_pem, _) = generated();
-        let body = body_of(private_pem);
-        let edit = |edit: &dyn Fn(&mut serde_json::Value)| {
-            let mut body = body.clone();
-            edit(&mut body);
-            let pem = with_body(SIGSTORE_LABEL, &body);
-            let error =
-                SigningKey::from_pem(&pem, PASSWORD, &source("k.key")).expect_err("refused");
-            assert_no_secrets(&error, &pem, &[]);
-            (error.to_string(), error)
-        };
-        let (message, error) = edit(&|body| body["kdf"]["params"]["N"] = 1_048_576.into());
-        assert!(
-            matches!(
-                error,
-                KeyError::UnsupportedScryptParameters {
-                    n: 1_048_576,
-                    r: 8,
-                    p: 1,
-                    ..
-                }
-            ),
-            "{message}"
-        );
-        let (message, _) = edit(&|body| body["kdf"]["params"]["r"] = 16.into());
-        assert!(message.contains("N=32768 r=16 p=1"), "{message}");
-        let (message, error) = edit(&|body| body["kdf"]["name"] = "argon2id".into());
-        assert!(
-            matches!(error, KeyError::UnsupportedEncryption { .. }),
-            "{message}"
-        );
-        assert_eq!(
-            message,
-            "`k.key` is encrypted with key derivation `argon2id`; expected `scrypt`"
-        );
-        let (message, _) = edit(&|body| body["cipher"]["name"] = "aes-gcm".into());
-        assert_eq!(
-            message,
-            "`k.key` is encrypted with cipher `aes-gcm`; expected `nacl/secretbox`"
-        );
-        let (message, _) = edit(&|body| body["cipher"]["nonce"] = "AAAA".into());
-        assert_eq!(
-            message,
-            "`k.key` is not a valid encrypted cosign key: `cipher.nonce` is not 24 bytes long"
-        );
-        let (message, _) = edit(&|body| body["ciphertext"] = "not base64!".into());
-        assert_eq!(
-            message,
-            "`k.key` is not a valid encrypted cosign key: `ciphertext` is not valid base64"
-        );
-        let (message, error) = edit(&|body| {
-            body.as_object_mut().expect("an object").remove("cipher");
-        });
-        assert!(
-            matches!(error, KeyError::MalformedEncryptedKey { .. }),
-            "{message}"
-        );
-        let not_json = encode_pem(COSIGN_LABEL, b"\x01\x02 not JSON");
-        let error =
-            SigningKey::from_pem(&not_json, PASSWORD, &source("k.key")).expect_err("not JSON");
-        assert!(
-            matches!(error, KeyError::MalformedEncryptedKey { .. }),
-            "{error:?}"
-        );
     }
 
     #[test]
@@ -1124,24 +615,6 @@ MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
     }
 
     #[test]
-    fn pem_is_read_as_leniently_as_go_reads_it() {
-        // Text around the block, CRLF line ends, and body lines of another width.
-        let compact: String = PLAIN_P256
-            .lines()
-            .filter(|line| !line.starts_with("-----"))
-            .collect();
-        let (first, second) = compact.split_at(76);
-        let pem = format!(
-            "Key of the release pipeline\r\n-----BEGIN PRIVATE KEY-----\r\n{first}\r\n{second}\r\n-----END PRIVATE KEY-----\r\ntrailing text\n"
-        );
-        let key = SigningKey::from_pem(&pem, b"", &source("k")).expect("load");
-        assert_eq!(
-            key.public_key(),
-            PublicKey::from_pem(PLAIN_P256_PUB, &source("p")).expect("public")
-        );
-    }
-
-    #[test]
     fn other_pem_types_are_named_with_what_is_expected() {
         let error = SigningKey::from_pem(SEC1_P256, b"", &source("ec.pem")).expect_err("SEC 1");
         assert_eq!(
@@ -1150,7 +623,7 @@ MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
              `ENCRYPTED COSIGN PRIVATE KEY` or `PRIVATE KEY`; hint: convert it to PKCS#8 with \
              `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pem`"
         );
-        let certificate = encode_pem("CERTIFICATE", b"not really");
+        let certificate = pem::encode("CERTIFICATE", b"not really");
         let error =
             PublicKey::from_pem(&certificate, &source("cert.pem")).expect_err("a certificate");
         assert!(
@@ -1182,56 +655,6 @@ MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
         assert_eq!(
             error.to_string(),
             "`ed.pem` holds an Ed25519 key; expected an ECDSA P-256 key"
-        );
-    }
-
-    #[test]
-    fn text_that_is_not_pem_is_refused() {
-        for (text, problem) in [
-            ("", "it has no `-----BEGIN …-----` line"),
-            ("just some text\n", "it has no `-----BEGIN …-----` line"),
-            (
-                "-----BEGIN PRIVATE KEY-----\nAAAA\n",
-                "it has no `-----END …-----` line matching its `-----BEGIN` line",
-            ),
-            (
-                "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
-                "its body is empty",
-            ),
-            (
-                "-----BEGIN PRIVATE KEY-----\n%%%%\n-----END PRIVATE KEY-----\n",
-                "its body is not valid base64",
-            ),
-            (
-                "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END EC PRIVATE KEY-----\n",
-                "it has PEM headers (such as OpenSSL's legacy encryption), which are not supported",
-            ),
-        ] {
-            let error = SigningKey::from_pem(text, b"", &source("k.pem")).expect_err(text);
-            assert_eq!(
-                error.to_string(),
-                format!("`k.pem` is not a PEM key: {problem}"),
-                "{text:?}"
-            );
-        }
-        let error = PublicKey::from_pem(
-            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
-            &source("k.pub"),
-        )
-        .expect_err("not SPKI");
-        assert!(
-            matches!(error, KeyError::MalformedPublicKey { .. }),
-            "{error:?}"
-        );
-        let error = SigningKey::from_pem(
-            &encode_pem("PRIVATE KEY", b"\x30\x03\x02\x01\x00"),
-            b"",
-            &source("k.pem"),
-        )
-        .expect_err("not PKCS#8");
-        assert!(
-            matches!(error, KeyError::MalformedPrivateKey { .. }),
-            "{error:?}"
         );
     }
 
@@ -1428,7 +851,7 @@ MC4CAQAwBQYDK2VwBCIEIPWNUSu0PfgEW2CagK9gftBz5pHbD5Qh7JVbh+2h3Hek
                 .all(|character| matches!(character, '0'..='9' | 'a'..='f')),
             "{key_id}"
         );
-        let spki = decode_pem(COSIGN_PUB).expect("PEM").body;
+        let spki = pem::decode(COSIGN_PUB).expect("PEM").body;
         assert_eq!(key_id, hex(&Sha256::digest(spki.as_slice())));
         assert_eq!(key_id, public.clone().key_id());
         let key = SigningKey::from_pem(PLAIN_P256, b"", &source("plain.pem")).expect("load");
