@@ -25,6 +25,7 @@ const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig
 /// Manifests beyond this size are refused: the distribution spec suggests registries accept at least 4 MiB.
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// A registry host, reached through the process's shared client.
 #[derive(Clone)]
@@ -35,6 +36,11 @@ pub struct RegistryStore {
 
 impl RegistryStore {
     pub fn new(client: Arc<RegistryClient>, host: &str) -> Self {
+        // Docker Hub is named `docker.io` in image names but serves the API elsewhere.
+        let host = match host {
+            "docker.io" | "index.docker.io" => DOCKER_HUB_API,
+            other => other,
+        };
         Self {
             client,
             host: host.to_owned(),
