@@ -69,8 +69,17 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             return Ok(CopyStats::skipped(present.size()));
         }
         let manifest = self.fetch(digest).await?;
+        self.copy_content(digest, &manifest).await
+    }
+
+    /// Copies what `manifest` (already read from the source) refers to, then the manifest itself.
+    async fn copy_content(
+        &self,
+        digest: &Digest,
+        manifest: &StoredManifest,
+    ) -> Result<CopyStats, StoreError> {
         let mut stats = if media_type::is_index(&manifest.media_type) {
-            let index: ImageIndex = parse(self, digest, &manifest)?;
+            let index: ImageIndex = parse(self, digest, manifest)?;
             let children = index
                 .manifests()
                 .iter()
@@ -79,7 +88,7 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
                 children.map(|child| async move { Box::pin(self.copy_manifest(&child)).await });
             sum(try_join_all(copies).await?)
         } else {
-            let image: ImageManifest = parse(self, digest, &manifest)?;
+            let image: ImageManifest = parse(self, digest, manifest)?;
             let blobs = std::iter::once(image.config()).chain(image.layers().iter());
             let copies = blobs
                 .filter_map(|blob| Some((our_digest(blob.digest())?, blob.size())))
@@ -87,25 +96,24 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             sum(try_join_all(copies).await?)
         };
         self.target
-            .put_manifest(self.to, ManifestReference::Digest(digest), &manifest)
+            .put_manifest(self.to, ManifestReference::Digest(digest), manifest)
             .await?;
         stats += CopyStats::copied(manifest.bytes.len() as u64);
         Ok(stats)
     }
 
-    /// Copies the signatures of `digest`: the `sha256-<hex>.sig` manifest under its tag, and referrers.
+    /// Copies the signatures of `digest`: the `sha256-<hex>.sig` manifest under its tag, and referrers where the
+    /// source has the referrers API. When the target's tag already names the source's signature manifest,
+    /// nothing else is asked.
     pub async fn copy_signatures(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
         let mut stats = CopyStats::default();
         let tag = signature_tag(digest);
         let tagged = self
             .source
-            .head_manifest(self.from, ManifestReference::Tag(&tag))
+            .get_manifest(self.from, ManifestReference::Tag(&tag))
             .await?;
-        let tagged_digest = tagged
-            .as_ref()
-            .and_then(|descriptor| our_digest(descriptor.digest()));
-        if let Some(signature) = &tagged_digest {
-            stats += self.copy_manifest(signature).await?;
+        let tagged_digest = tagged.as_ref().map(StoredManifest::digest);
+        if let (Some(manifest), Some(signature)) = (&tagged, &tagged_digest) {
             let current = self
                 .target
                 .head_manifest(self.to, ManifestReference::Tag(&tag))
@@ -113,20 +121,31 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             if current
                 .and_then(|descriptor| our_digest(descriptor.digest()))
                 .as_ref()
-                != Some(signature)
+                == Some(signature)
             {
-                let manifest = self.fetch(signature).await?;
+                stats += CopyStats::skipped(manifest.bytes.len() as u64);
+            } else {
+                stats += match self
+                    .target
+                    .head_manifest(self.to, ManifestReference::Digest(signature))
+                    .await?
+                {
+                    Some(present) => CopyStats::skipped(present.size()),
+                    None => self.copy_content(signature, manifest).await?,
+                };
                 self.target
-                    .put_manifest(self.to, ManifestReference::Tag(&tag), &manifest)
+                    .put_manifest(self.to, ManifestReference::Tag(&tag), manifest)
                     .await?;
             }
         }
-        for referrer in self.source.signatures_of(self.from, digest).await? {
-            match our_digest(referrer.digest()) {
-                Some(other) if Some(&other) != tagged_digest.as_ref() => {
-                    stats += self.copy_manifest(&other).await?
+        if self.source.has_referrers_api(self.from).await? {
+            for referrer in self.source.signatures_of(self.from, digest).await? {
+                match our_digest(referrer.digest()) {
+                    Some(other) if Some(&other) != tagged_digest.as_ref() => {
+                        stats += self.copy_manifest(&other).await?
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         Ok(stats)
