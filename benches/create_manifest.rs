@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Imagepipe;
 use common::images::{TestImage, write_fragment};
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use serde_json::json;
@@ -132,40 +133,30 @@ async fn prepare(folder: &Path, host: &str) -> Vec<Vec<TestImage>> {
     }
     let manifest = json!({"registry": "registry.example.com", "repos": [{"name": "bench/app", "images": declared}]});
     std::fs::write(folder.join("manifest.json"), manifest.to_string()).expect("writes");
-    let output = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    Imagepipe::new()
         .args(["post-build", "--manifest"])
         .arg(folder.join("manifest.json"))
         .arg("--fragments")
         .arg(folder.join("fragments"))
         .arg("--output")
         .arg(folder.join("image-info.json"))
-        .output()
-        .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .run()
+        .succeeded();
     images
 }
 
 /// Runs create-manifest; returns its time and the HTTP request count it reports.
 fn create_manifest(folder: &Path, info: &Path, host: &str) -> (Duration, u64) {
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    let ran = Imagepipe::new()
         .args(["create-manifest", "--manifest"])
         .arg(folder.join("manifest.json"))
         .arg("--image-info")
         .arg(info)
         .args(["--staging-registry", host])
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .output()
-        .expect("runs");
+        .run();
     let elapsed = started.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let stderr = &ran.succeeded().stderr;
     let requests = stderr
         .lines()
         .find_map(|line| {

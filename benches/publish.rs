@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::images::{TestImage, write_fragment};
+use common::{Imagepipe, Ran};
 use futures_util::stream;
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
@@ -145,17 +146,12 @@ fn main() {
 }
 
 fn imagepipe(arguments: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    let Ran { code, stderr, .. } = Imagepipe::new()
         .args(arguments)
         .env("COSIGN_PASSWORD", PASSWORD)
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .output()
-        .expect("runs");
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{arguments:?}: {log}");
-    log
+        .run();
+    assert!(code == Some(0), "{arguments:?}: {stderr}");
+    stderr
 }
 
 fn skopeo_copy(registries: &Path, from: &str, to: &str) {

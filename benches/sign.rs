@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Imagepipe;
 use common::images::TestImage;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use serde_json::json;
@@ -31,20 +32,12 @@ fn main() {
     write_image_info(folder.path(), &host, "bench/ours", &ours);
 
     let imagepipe = |arguments: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+        let ran = Imagepipe::new()
             .args(arguments)
             .env("COSIGN_PASSWORD", PASSWORD)
-            .env("DOCKER_CONFIG", "/nonexistent")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD")
-            .output()
-            .expect("runs");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+            .run();
+        ran.succeeded();
+        ran.stderr
     };
     let key = folder.path().join("bench");
     imagepipe(&[

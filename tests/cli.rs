@@ -6,23 +6,18 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use common::Imagepipe;
 use imagepipe::stages::schema::{Format, schema_text};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The binary with `arguments`, its help wrapped at 100 columns whatever the terminal.
 fn imagepipe(arguments: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    Imagepipe::new()
         .args(arguments)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
         .env("COLUMNS", "100")
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .run()
+        .into()
 }
 
 #[test]

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::Registry;
 use common::images::{TestImage, write_fragment};
 use common::proxy::{Fault, FaultProxy};
+use common::{Imagepipe, Ran, Registry, read_json, strings};
 use imagepipe::store::registry::{ClientSettings, CredentialSource, RegistryClient, RegistryStore};
 use imagepipe::store::{Store, layout::LayoutStore};
 use serde_json::{Value, json};
@@ -52,43 +52,7 @@ fn client() -> Arc<RegistryClient> {
 }
 
 fn imagepipe(arguments: &[&str]) -> (Option<i32>, String, String) {
-    imagepipe_with(arguments, &[], None)
-}
-
-/// Runs the binary with `environment` added (no Docker config unless given) and `stdin` as its input.
-fn imagepipe_with(
-    arguments: &[&str],
-    environment: &[(&str, &str)],
-    stdin: Option<&str>,
-) -> (Option<i32>, String, String) {
-    use std::io::Write as _;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_imagepipe"));
-    command
-        .args(arguments)
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .env_remove("IMAGEPIPE_PASSWORD")
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .envs(environment.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("writes stdin");
-    }
-    drop(child.stdin.take());
-    let output = child.wait_with_output().expect("runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    Imagepipe::new().args(arguments).run().into()
 }
 
 /// Writes the fragments of a build that rebuilt `built`, runs post-build, and returns the image-info path.
@@ -140,10 +104,6 @@ async fn both_platforms_built(
     ];
     let info = post_build(folder, &manifest, public, &built);
     (manifest, info, amd64, arm64)
-}
-
-fn read_json(file: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(file).expect("reads")).expect("JSON")
 }
 
 fn skopeo_raw(reference: &str) -> Vec<u8> {
@@ -298,10 +258,6 @@ fn create_manifest_arguments(manifest: &Path, info: &Path, staging: &str) -> Vec
     .collect()
 }
 
-fn strings(arguments: &[String]) -> Vec<&str> {
-    arguments.iter().map(String::as_str).collect()
-}
-
 fn recorded_index(info: &Path) -> Value {
     let recorded = read_json(info);
     let images = recorded["repos"][0]["images"]
@@ -336,8 +292,10 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
         staging.ca_cert().display().to_string(),
     ]);
     let config = docker_config.display().to_string();
-    let (code, _, stderr) =
-        imagepipe_with(&strings(&arguments), &[("DOCKER_CONFIG", &config)], None);
+    let Ran { code, stderr, .. } = Imagepipe::new()
+        .args(&arguments)
+        .env("DOCKER_CONFIG", &config)
+        .run();
     assert_eq!(code, Some(0), "{stderr}");
     let digest = recorded_index(&info)["digest"]
         .as_str()
@@ -363,8 +321,10 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
         "ci-user".to_owned(),
         "--password-stdin".to_owned(),
     ]);
-    let (code, _, stderr) =
-        imagepipe_with(&strings(&explicit), &[], Some("correct-horse-battery\n"));
+    let Ran { code, stderr, .. } = Imagepipe::new()
+        .args(&explicit)
+        .stdin("correct-horse-battery\n")
+        .run();
     assert_eq!(code, Some(0), "{stderr}");
 
     // A wrong password: one clear line, exit 1, and the password nowhere in the output, even with every
@@ -375,11 +335,14 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
     let wrong_config = wrong.display().to_string();
     let mut verbose = arguments.clone();
     verbose.push("--verbose".to_owned());
-    let (code, stdout, stderr) = imagepipe_with(
-        &strings(&verbose),
-        &[("DOCKER_CONFIG", &wrong_config)],
-        None,
-    );
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = Imagepipe::new()
+        .args(&verbose)
+        .env("DOCKER_CONFIG", &wrong_config)
+        .run();
     assert_eq!(code, Some(1), "{stderr}");
     let errors: Vec<&str> = stderr
         .lines()
@@ -398,8 +361,14 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
     }
     let mut explicit_verbose = explicit.clone();
     explicit_verbose.push("--verbose".to_owned());
-    let (code, stdout, stderr) =
-        imagepipe_with(&strings(&explicit_verbose), &[], Some("wrong-staple-42\n"));
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = Imagepipe::new()
+        .args(&explicit_verbose)
+        .stdin("wrong-staple-42\n")
+        .run();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("wrong-staple-42"), "{stderr}");
     assert!(!stdout.contains("wrong-staple-42"), "{stdout}");

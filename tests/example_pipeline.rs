@@ -4,30 +4,20 @@ mod common;
 
 use std::process::Command;
 
-use serde_json::Value;
+use common::{Imagepipe, read_json};
 
 #[test]
 fn the_example_pipeline_publishes_signed_images_into_a_layout() {
     let work = tempfile::tempdir().expect("temp dir");
-    let output = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/example-pipeline.sh"
-        ))
-        .env("IMAGEPIPE", env!("CARGO_BIN_EXE_imagepipe"))
-        .env("WORK", work.path())
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .output()
-        .expect("the script runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    Imagepipe::script(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/example-pipeline.sh"
+    ))
+    .env("WORK", work.path())
+    .run()
+    .succeeded();
 
-    let final_info: Value = serde_json::from_slice(
-        &std::fs::read(work.path().join("final-image-info.json")).expect("written"),
-    )
-    .expect("JSON");
+    let final_info = read_json(&work.path().join("final-image-info.json"));
     let stages: Vec<&str> = final_info["pipeline"]["stages"]
         .as_array()
         .expect("ledger")

@@ -1,57 +1,25 @@
 //! `imagepipe post-build` run as a CI host runs it: the real binary, files on disk, the host's environment.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{Imagepipe, Ran, read_json};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
-/// The binary with no CI host in its environment.
-fn imagepipe() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_imagepipe"));
-    for variable in [
-        "GITHUB_ACTIONS",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "TF_BUILD",
-        "IMAGEPIPE_VAR",
-    ] {
-        command.env_remove(variable);
-    }
-    command
-}
-
-fn post_build(fragments: &Path, output: &Path) -> Command {
-    let mut command = imagepipe();
-    command
+fn post_build(fragments: &Path, output: &Path) -> Imagepipe {
+    Imagepipe::new()
         .arg("post-build")
         .arg("--manifest")
         .arg(Path::new(EXAMPLES).join("post-build/manifest.json"))
         .arg("--fragments")
         .arg(fragments)
         .arg("--output")
-        .arg(output);
-    command
-}
-
-fn run(command: &mut Command) -> (Option<i32>, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("the binary runs");
-    (
-        status.code(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-fn read_json(file: &Path) -> Value {
-    serde_json::from_slice(&fs::read(file).expect("output exists")).expect("output is JSON")
+        .arg(output)
 }
 
 /// The digest a fragment of the example records for `dockerfile`.
@@ -113,7 +81,11 @@ fn fragment(platforms: Vec<Value>) -> Value {
 fn merges_the_example_with_the_latest_attempt_of_each_leg() {
     let folder = tempfile::tempdir().expect("temp dir");
     let output = folder.path().join("out/image-info.json");
-    let (code, stdout, stderr) = run(&mut post_build(&example_fragments(), &output));
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = post_build(&example_fragments(), &output).run();
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout, "", "a terminal run prints no data on stdout");
     assert!(
@@ -162,12 +134,17 @@ fn github_actions_gets_outputs_and_a_summary() {
     let output = folder.path().join("image-info.json");
     let outputs = folder.path().join("github-output");
     let summary = folder.path().join("github-summary");
-    let (code, stdout, stderr) = run(post_build(&example_fragments(), &output)
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = post_build(&example_fragments(), &output)
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", &outputs)
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env("GITHUB_RUN_ID", "4242")
-        .env("GITHUB_RUN_ATTEMPT", "2"));
+        .env("GITHUB_RUN_ATTEMPT", "2")
+        .run();
     assert_eq!(code, Some(0), "{stderr}{stdout}");
     let sha256 = format!("{:x}", Sha256::digest(fs::read(&output).expect("output")));
     assert_eq!(
@@ -196,9 +173,14 @@ fn github_actions_gets_outputs_and_a_summary() {
 fn azure_pipelines_gets_output_variables() {
     let folder = tempfile::tempdir().expect("temp dir");
     let output = folder.path().join("image-info.json");
-    let (code, stdout, stderr) = run(post_build(&example_fragments(), &output)
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = post_build(&example_fragments(), &output)
         .env("TF_BUILD", "True")
-        .env("AGENT_TEMPDIRECTORY", folder.path()));
+        .env("AGENT_TEMPDIRECTORY", folder.path())
+        .run();
     assert_eq!(code, Some(0), "{stderr}{stdout}");
     let sha256 = format!("{:x}", Sha256::digest(fs::read(&output).expect("output")));
     assert!(
@@ -220,7 +202,7 @@ fn conflicting_digests_fail_naming_both_files_and_write_nothing() {
     let output = folder.path().join("image-info.json");
     fs::write(&output, "previous run\n").expect("writes");
     let conflict = Path::new(EXAMPLES).join("conflict/fragments");
-    let (code, _, stderr) = run(&mut post_build(&conflict, &output));
+    let Ran { code, stderr, .. } = post_build(&conflict, &output).run();
     assert_eq!(code, Some(2), "{stderr}");
     for expected in [
         "linux-amd64.json",
@@ -240,9 +222,10 @@ fn conflicting_digests_fail_naming_both_files_and_write_nothing() {
 fn conflicts_become_github_error_annotations() {
     let folder = tempfile::tempdir().expect("temp dir");
     let conflict = Path::new(EXAMPLES).join("conflict/fragments");
-    let (code, stdout, _) = run(post_build(&conflict, &folder.path().join("out.json"))
+    let Ran { code, stdout, .. } = post_build(&conflict, &folder.path().join("out.json"))
         .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_OUTPUT", folder.path().join("outputs")));
+        .env("GITHUB_OUTPUT", folder.path().join("outputs"))
+        .run();
     assert_eq!(code, Some(2));
     assert!(
         stdout.starts_with("::error::merging the fragments in"),
@@ -259,7 +242,7 @@ fn a_platform_the_manifest_does_not_declare_is_refused() {
     let undeclared = fragment(vec![platform("src/app/s390x/Dockerfile", "s390x", "5")]);
     let folder = fragments_with(&[("linux-s390x.json", undeclared)]);
     let output = folder.path().join("out/image-info.json");
-    let (code, _, stderr) = run(&mut post_build(folder.path(), &output));
+    let Ran { code, stderr, .. } = post_build(folder.path(), &output).run();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("linux-s390x.json` at `repos[0].images[0].platforms[0]`"),
@@ -282,7 +265,7 @@ fn a_retried_leg_with_the_same_digest_merges() {
     )]);
     let folder = fragments_with(&[("linux-amd64-again.json", same)]);
     let output = folder.path().join("out/image-info.json");
-    let (code, _, stderr) = run(&mut post_build(folder.path(), &output));
+    let Ran { code, stderr, .. } = post_build(folder.path(), &output).run();
     assert_eq!(code, Some(0), "{stderr}");
 }
 
@@ -290,7 +273,7 @@ fn a_retried_leg_with_the_same_digest_merges() {
 fn an_empty_folder_is_refused_with_a_hint() {
     let folder = tempfile::tempdir().expect("temp dir");
     let output = folder.path().join("image-info.json");
-    let (code, _, stderr) = run(&mut post_build(folder.path(), &output));
+    let Ran { code, stderr, .. } = post_build(folder.path(), &output).run();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("holds no fragments (`*.json` files)"),
@@ -307,10 +290,7 @@ fn a_broken_fragment_names_its_file_and_path() {
     let mut broken = fragment(vec![platform("src/app/amd64/Dockerfile", "amd64", "a")]);
     broken["repos"][0]["images"][0]["platforms"][0]["simpleTags"] = serde_json::json!("1.4.2");
     let folder = fragments_with(&[("broken.json", broken)]);
-    let (code, _, stderr) = run(&mut post_build(
-        folder.path(),
-        &folder.path().join("out.json"),
-    ));
+    let Ran { code, stderr, .. } = post_build(folder.path(), &folder.path().join("out.json")).run();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("broken.json` at `repos[0].images[0].platforms[0].simpleTags`: found string \"1.4.2\", expected a sequence"), "{stderr}");
 }
@@ -319,14 +299,15 @@ fn a_broken_fragment_names_its_file_and_path() {
 fn flags_also_come_from_the_environment() {
     let folder = tempfile::tempdir().expect("temp dir");
     let output = folder.path().join("image-info.json");
-    let (code, _, stderr) = run(imagepipe()
+    let Ran { code, stderr, .. } = Imagepipe::new()
         .arg("post-build")
         .env(
             "IMAGEPIPE_MANIFEST",
             Path::new(EXAMPLES).join("post-build/manifest.json"),
         )
         .env("IMAGEPIPE_FRAGMENTS", example_fragments())
-        .env("IMAGEPIPE_OUTPUT", &output));
+        .env("IMAGEPIPE_OUTPUT", &output)
+        .run();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(output.exists());
 }

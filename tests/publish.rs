@@ -5,13 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Registry;
 use common::images::{TestImage, write_fragment};
 use common::proxy::FaultProxy;
+use common::{Imagepipe, Ran, Registry, path, read_json, strings};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use imagepipe::store::{ManifestReference, Store, our_digest, signature_tag};
@@ -34,25 +34,17 @@ fn client() -> Arc<RegistryClient> {
     Arc::new(RegistryClient::new(ClientSettings::default()).expect("client"))
 }
 
-fn path(path: &Path) -> String {
-    path.display().to_string()
-}
-
-fn imagepipe(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+/// The binary with `arguments`, the key password in `COSIGN_PASSWORD`.
+fn imagepipe(arguments: &[&str]) -> Ran {
+    Imagepipe::new()
         .args(arguments)
         .env("COSIGN_PASSWORD", PASSWORD)
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .output()
-        .expect("runs")
+        .run()
 }
 
 fn succeed(arguments: &[&str]) -> String {
-    let output = imagepipe(arguments);
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{arguments:?}: {stderr}");
+    let Ran { code, stderr, .. } = imagepipe(arguments);
+    assert!(code == Some(0), "{arguments:?}: {stderr}");
     stderr
 }
 
@@ -120,7 +112,7 @@ impl Release {
         .map(str::to_owned)
         .collect::<Vec<_>>();
         create.extend(staging_flags.iter().map(|flag| (*flag).to_owned()));
-        succeed(&create.iter().map(String::as_str).collect::<Vec<_>>());
+        succeed(&strings(&create));
         let key = folder.path().join("release");
         succeed(&["generate-key", "--output-prefix", &path(&key)]);
         let (private_key, public_key) = (key.with_extension("key"), key.with_extension("pub"));
@@ -133,7 +125,7 @@ impl Release {
                 path(&private_key),
             ];
             signing.extend(staging_flags.iter().map(|flag| (*flag).to_owned()));
-            succeed(&signing.iter().map(String::as_str).collect::<Vec<_>>());
+            succeed(&strings(&signing));
         }
         Self {
             staging,
@@ -165,18 +157,12 @@ impl Release {
     fn publish(&self, extra: &[&str]) -> (Option<i32>, String, String) {
         let mut arguments = self.publish_arguments(&self.folder.path().join("final.json"));
         arguments.extend(extra.iter().map(|argument| (*argument).to_owned()));
-        let output = imagepipe(&arguments.iter().map(String::as_str).collect::<Vec<_>>());
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        imagepipe(&strings(&arguments)).into()
     }
 
     /// Every digest image-info records, by repository.
     fn digests(&self) -> Vec<(String, Digest)> {
-        let info: Value =
-            serde_json::from_slice(&std::fs::read(&self.info).expect("reads")).expect("JSON");
+        let info = read_json(&self.info);
         let mut digests = Vec::new();
         for repo in info["repos"].as_array().expect("repos") {
             let repository = repo["repo"].as_str().expect("repo").to_owned();
@@ -387,7 +373,7 @@ async fn the_public_registry_gets_exact_copies_with_signatures_that_verify_there
 
     // imagepipe verify on the public registry, and the final image-info's ledger.
     let final_info = release.folder.path().join("final.json");
-    let report = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    Imagepipe::new()
         .args([
             "verify",
             "--image-info",
@@ -395,16 +381,9 @@ async fn the_public_registry_gets_exact_copies_with_signatures_that_verify_there
             "--key",
             &path(&release.public_key),
         ])
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .output()
-        .expect("runs");
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
-    let recorded: Value =
-        serde_json::from_slice(&std::fs::read(&final_info).expect("reads")).expect("JSON");
+        .run()
+        .succeeded();
+    let recorded = read_json(&final_info);
     let stages: Vec<&str> = recorded["pipeline"]["stages"]
         .as_array()
         .expect("ledger")
@@ -485,9 +464,9 @@ async fn a_target_that_dies_part_way_leaves_no_tag_on_missing_content_and_a_re_r
         "--jobs".to_owned(),
         "2".to_owned(),
     ]);
-    let publishing = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    let publishing = Imagepipe::new()
         .args(&arguments)
-        .env("DOCKER_CONFIG", "/nonexistent")
+        .command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -514,12 +493,7 @@ async fn a_target_that_dies_part_way_leaves_no_tag_on_missing_content_and_a_re_r
             .expect("complete content");
     }
 
-    let rerun = imagepipe(&arguments.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        rerun.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rerun.stderr)
-    );
+    imagepipe(&strings(&arguments)).succeeded();
     let mut tags_after = 0;
     for image in 0..20 {
         tags_after += tags_point_at_complete_content(&public, &format!("acme/app-{image}"))

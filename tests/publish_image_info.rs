@@ -4,17 +4,19 @@
 //! A fake server, not GitHub: the runs must not need the internet or a token, and only a fake commits
 //! "concurrently" on demand. It follows GitHub's OpenAPI description for the three endpoints.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use common::{Imagepipe, Ran};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -282,54 +284,22 @@ fn answer(state: &mut State, request: &Recorded) -> (u16, Value) {
 }
 
 /// The binary run against `server`, for [`REPOSITORY`] and [`PATH`].
-fn imagepipe(server: &FakeGitHub, image_info: &Path) -> Command {
+fn imagepipe(server: &FakeGitHub, image_info: &Path) -> Imagepipe {
     publish(image_info, REPOSITORY, &server.url)
 }
 
-/// The binary with no CI host, no run id and none of this command's `IMAGEPIPE_*` variables.
-fn publish(image_info: &Path, repository: &str, api_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_imagepipe"));
-    for variable in [
-        "GITHUB_ACTIONS",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_RUN_ID",
-        "TF_BUILD",
-        "BUILD_BUILDID",
-        "IMAGEPIPE_IMAGE_INFO",
-        "IMAGEPIPE_REPO",
-        "IMAGEPIPE_PATH",
-        "IMAGEPIPE_BRANCH",
-        "IMAGEPIPE_TOKEN_ENV",
-        "IMAGEPIPE_API_URL",
-        "GITHUB_TOKEN",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        command.env_remove(variable);
-    }
-    command
+/// The binary with [`TOKEN`] in `GITHUB_TOKEN` and no proxy, which would stand between it and the fake server.
+fn publish(image_info: &Path, repository: &str, api_url: &str) -> Imagepipe {
+    Imagepipe::new()
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
         .env("GITHUB_TOKEN", TOKEN)
         .arg("publish-image-info")
         .arg("--image-info")
         .arg(image_info)
-        .args(["--repo", repository, "--path", PATH, "--api-url", api_url]);
-    command
-}
-
-fn run(command: &mut Command) -> (Option<i32>, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = command.output().expect("the binary runs");
-    (
-        status.code(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+        .args(["--repo", repository, "--path", PATH, "--api-url", api_url])
 }
 
 /// A folder holding `image-info.json` with [`IMAGE_INFO`].
@@ -341,12 +311,17 @@ fn image_info_file() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// Runs under GitHub Actions with a `GITHUB_OUTPUT` file; returns the outputs as `name=value` lines.
-fn run_with_outputs(command: &mut Command, folder: &Path) -> (Option<i32>, String, String) {
+fn run_with_outputs(imagepipe: Imagepipe, folder: &Path) -> (Option<i32>, String, String) {
     let outputs = folder.join("outputs");
-    let (code, stdout, stderr) = run(command
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = imagepipe
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", &outputs)
-        .env("GITHUB_RUN_ID", "987654"));
+        .env("GITHUB_RUN_ID", "987654")
+        .run();
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     (
         code,
@@ -363,7 +338,7 @@ fn contents_path() -> String {
 fn a_new_file_is_created_on_the_default_branch() {
     let server = FakeGitHub::start();
     let (folder, file) = image_info_file();
-    let (_, outputs, stderr) = run_with_outputs(&mut imagepipe(&server, &file), folder.path());
+    let (_, outputs, stderr) = run_with_outputs(imagepipe(&server, &file), folder.path());
 
     let requests = server.requests();
     let summary: Vec<(&str, &str, Option<&str>)> = requests
@@ -427,7 +402,9 @@ fn an_existing_file_is_replaced_on_the_named_branch_with_its_sha() {
     let server = FakeGitHub::start();
     server.put_file("release", PATH, b"{\"schemaVersion\": \"1.0\"}\n");
     let (_folder, file) = image_info_file();
-    let (code, _, stderr) = run(imagepipe(&server, &file).args(["--branch", "release"]));
+    let Ran { code, stderr, .. } = imagepipe(&server, &file)
+        .args(["--branch", "release"])
+        .run();
     assert_eq!(code, Some(0), "{stderr}");
 
     let requests = server.requests();
@@ -455,7 +432,7 @@ fn unchanged_content_makes_no_commit() {
     let server = FakeGitHub::start();
     server.put_file(DEFAULT_BRANCH, PATH, IMAGE_INFO.as_bytes());
     let (folder, file) = image_info_file();
-    let (_, outputs, stderr) = run_with_outputs(&mut imagepipe(&server, &file), folder.path());
+    let (_, outputs, stderr) = run_with_outputs(imagepipe(&server, &file), folder.path());
 
     assert!(server.puts().is_empty(), "{:?}", server.requests());
     assert_eq!(server.state().commits, 0);
@@ -471,7 +448,7 @@ fn a_concurrent_commit_is_read_again_and_overwritten() {
         server.put_file(DEFAULT_BRANCH, PATH, previous);
         server.state().races.push_back(status);
         let (folder, file) = image_info_file();
-        let (_, outputs, stderr) = run_with_outputs(&mut imagepipe(&server, &file), folder.path());
+        let (_, outputs, stderr) = run_with_outputs(imagepipe(&server, &file), folder.path());
 
         let puts = server.puts();
         assert_eq!(puts.len(), 2, "{status}: {stderr}");
@@ -505,7 +482,7 @@ fn a_file_created_concurrently_is_overwritten() {
     // The file does not exist when read; another writer creates it before our PUT, which names no sha (422).
     server.state().races.push_back(422);
     let (_folder, file) = image_info_file();
-    let (code, _, stderr) = run(&mut imagepipe(&server, &file));
+    let Ran { code, stderr, .. } = imagepipe(&server, &file).run();
     assert_eq!(code, Some(0), "{stderr}");
     let puts = server.puts();
     assert_eq!(puts.len(), 2);
@@ -528,7 +505,7 @@ fn endless_conflicts_fail_after_five_attempts_naming_the_target() {
     let server = FakeGitHub::start();
     server.state().races.extend([409; 10]);
     let (_folder, file) = image_info_file();
-    let (code, _, stderr) = run(&mut imagepipe(&server, &file));
+    let Ran { code, stderr, .. } = imagepipe(&server, &file).run();
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(server.puts().len(), 5);
     let errors: Vec<&str> = stderr
@@ -546,7 +523,11 @@ fn a_wrong_token_fails_in_one_line_without_the_token() {
     let server = FakeGitHub::start();
     let (_folder, file) = image_info_file();
     let wrong = "ghp_wrong_token_that_must_not_leak";
-    let (code, stdout, stderr) = run(imagepipe(&server, &file).env("GITHUB_TOKEN", wrong));
+    let Ran {
+        code,
+        stdout,
+        stderr,
+    } = imagepipe(&server, &file).env("GITHUB_TOKEN", wrong).run();
     assert_eq!(code, Some(1), "{stderr}");
     let errors: Vec<&str> = stderr
         .lines()
@@ -566,7 +547,7 @@ fn a_wrong_token_fails_in_one_line_without_the_token() {
 fn an_unknown_repository_says_the_name_or_token_is_wrong() {
     let server = FakeGitHub::start();
     let (_folder, file) = image_info_file();
-    let (code, _, stderr) = run(&mut publish(&file, "octo/missing", &server.url));
+    let Ran { code, stderr, .. } = publish(&file, "octo/missing", &server.url).run();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("repository `octo/missing` was not found"),
@@ -579,8 +560,9 @@ fn an_unknown_repository_says_the_name_or_token_is_wrong() {
 fn an_unknown_repository_with_a_named_branch_fails_on_the_write() {
     let server = FakeGitHub::start();
     let (_folder, file) = image_info_file();
-    let (code, _, stderr) =
-        run(publish(&file, "octo/missing", &server.url).args(["--branch", "main"]));
+    let Ran { code, stderr, .. } = publish(&file, "octo/missing", &server.url)
+        .args(["--branch", "main"])
+        .run();
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("the repository or branch does not exist, or the token cannot see it"),
@@ -596,10 +578,11 @@ fn an_unknown_repository_with_a_named_branch_fails_on_the_write() {
 fn a_missing_token_variable_is_invalid_input() {
     let server = FakeGitHub::start();
     let (_folder, file) = image_info_file();
-    let (code, _, stderr) = run(imagepipe(&server, &file)
+    let Ran { code, stderr, .. } = imagepipe(&server, &file)
         .env_remove("GITHUB_TOKEN")
         .args(["--token-env", "PUBLISH_TOKEN"])
-        .env_remove("PUBLISH_TOKEN"));
+        .env_remove("PUBLISH_TOKEN")
+        .run();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("`PUBLISH_TOKEN`"), "{stderr}");
     assert!(server.requests().is_empty());
@@ -628,7 +611,7 @@ fn invalid_input_exits_2_before_any_request() {
         (&file, REPOSITORY, insecure, "plain HTTP"),
     ];
     for (image_info, repository, api_url, expected) in cases {
-        let (code, _, stderr) = run(&mut publish(image_info, repository, api_url));
+        let Ran { code, stderr, .. } = publish(image_info, repository, api_url).run();
         assert_eq!(code, Some(2), "{expected}: {stderr}");
         assert!(stderr.contains(expected), "{expected}: {stderr}");
     }

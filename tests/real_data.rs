@@ -4,6 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::{Imagepipe, Ran, read_json};
 use imagepipe::inputs;
 use imagepipe::json_file;
 use imagepipe::model::image_info::ImageInfo;
@@ -130,8 +131,7 @@ fn manifests_round_trip_without_losing_a_key() {
         "dotnet/docker-tools/test-manifest.json",
     ] {
         let file = data.join(name);
-        let original: Value =
-            serde_json::from_slice(&std::fs::read(&file).expect("reads")).expect("is JSON");
+        let original = read_json(&file);
         let manifest = inputs::read_manifest_as_written(&file).expect(name);
         let saved = serde_json::to_value(&manifest).expect("serializes");
         assert!(saved == original, "{name} changed in a round trip");
@@ -200,8 +200,7 @@ fn image_info_files_round_trip_losslessly_into_schema_2() {
     let folder = tempfile::tempdir().expect("temp dir");
     for (name, (repos, images, platforms, indexes)) in expected_counts {
         let file = data.join("dotnet/versions").join(name);
-        let original: Value =
-            serde_json::from_slice(&std::fs::read(&file).expect("reads")).expect("is JSON");
+        let original = read_json(&file);
         assert_eq!(original["schemaVersion"], "1.0", "{name}");
 
         let mut loaded = inputs::load_image_info(&file).expect(name);
@@ -220,8 +219,7 @@ fn image_info_files_round_trip_losslessly_into_schema_2() {
         loaded.normalize();
         let saved_file = folder.path().join(name);
         json_file::write_atomically(&saved_file, &loaded).expect("writes");
-        let saved: Value =
-            serde_json::from_slice(&std::fs::read(&saved_file).expect("reads")).expect("is JSON");
+        let saved = read_json(&saved_file);
         assert_eq!(saved["schemaVersion"], "2.0", "{name}");
         assert!(
             content(&saved) == content(&original),
@@ -246,8 +244,7 @@ fn layers_keep_their_build_order() {
         return;
     };
     let file = data.join("dotnet/versions/image-info.dotnet-docker-tools-main-imagebuilder.json");
-    let original: Value =
-        serde_json::from_slice(&std::fs::read(&file).expect("reads")).expect("is JSON");
+    let original = read_json(&file);
     let mut info: ImageInfo = inputs::load_image_info(&file).expect("loads");
     info.normalize();
     let digest = |value: &Value| value["digest"].as_str().map(str::to_owned);
@@ -279,18 +276,14 @@ fn validate_accepts_the_real_files() {
     let Some(data) = common::shared_data() else {
         return;
     };
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+    let Ran { code, stderr, .. } = Imagepipe::new()
         .arg("validate")
         .arg("--manifest")
         .arg(data.join("dotnet/dotnet-docker/manifest.json"))
         .arg("--image-info")
         .arg(data.join("dotnet/versions/image-info.dotnet-dotnet-docker-main.json"))
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("TF_BUILD")
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+        .run();
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("7 repos, 262 images, 601 platforms"),
         "{stderr}"

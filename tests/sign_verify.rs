@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::Registry;
 use common::images::{TestImage, write_fragment};
+use common::{Imagepipe, Registry, path, read_json, strings};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use imagepipe::store::{ManifestReference, Store, signature_tag};
@@ -132,24 +132,13 @@ impl Chain {
         arguments
     }
 
+    /// The binary with `arguments`, the key password in `COSIGN_PASSWORD`.
     fn run(&self, arguments: &[&str]) -> (Option<i32>, String, String) {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+        Imagepipe::new()
             .args(arguments)
             .env("COSIGN_PASSWORD", PASSWORD)
-            .env("DOCKER_CONFIG", "/nonexistent")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD")
-            .output()
-            .expect("runs");
-        (
-            status.code(),
-            String::from_utf8_lossy(&stdout).into_owned(),
-            String::from_utf8_lossy(&stderr).into_owned(),
-        )
+            .run()
+            .into()
     }
 
     fn succeed(&self, arguments: &[&str]) -> String {
@@ -160,8 +149,7 @@ impl Chain {
 
     /// Every digest image-info records: the platforms' and the index's.
     fn digests(&self) -> Vec<Digest> {
-        let info: Value =
-            serde_json::from_slice(&std::fs::read(&self.info).expect("reads")).expect("JSON");
+        let info = read_json(&self.info);
         let image = &info["repos"][0]["images"][0];
         let mut digests: Vec<String> = image["platforms"]
             .as_array()
@@ -223,14 +211,6 @@ fn staged_repository(prefix: &str) -> String {
     } else {
         format!("{prefix}/{REPOSITORY}")
     }
-}
-
-fn path(path: &Path) -> String {
-    path.display().to_string()
-}
-
-fn strings(arguments: &[String]) -> Vec<&str> {
-    arguments.iter().map(String::as_str).collect()
 }
 
 fn cosign(arguments: &[&str]) -> Output {
@@ -297,8 +277,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
     assert_eq!(digests.len(), 3, "two platform images and the index");
     assert_eq!(chain.signature_layers().await, 3);
 
-    let info: Value =
-        serde_json::from_slice(&std::fs::read(&chain.info).expect("reads")).expect("JSON");
+    let info = read_json(&chain.info);
     let image = &info["repos"][0]["images"][0];
     assert_eq!(
         image["manifest"]["signatures"].as_array().map(Vec::len),
@@ -527,23 +506,16 @@ async fn key_problems_are_one_clear_line_without_key_material() {
         .filter(|line| !line.starts_with("-----") && line.len() > 20)
         .collect();
 
-    let wrong = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
-        .args(strings(&chain.sign_arguments(&private_key)))
+    let wrong = Imagepipe::new()
+        .args(chain.sign_arguments(&private_key))
         .env("COSIGN_PASSWORD", "not-the-password")
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .output()
-        .expect("runs");
+        .run();
     let missing = chain.run(&strings(
         &chain.sign_arguments(&chain.folder.path().join("absent.key")),
     ));
     let public = chain.run(&strings(&chain.sign_arguments(&public_key)));
     let cases = [
-        (
-            "wrong password",
-            wrong.status.code(),
-            String::from_utf8_lossy(&wrong.stderr).into_owned(),
-            "wrong password",
-        ),
+        ("wrong password", wrong.code, wrong.stderr, "wrong password"),
         ("missing file", missing.0, missing.2, "absent.key"),
         ("public key", public.0, public.2, "public key"),
     ];

@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::Registry;
 use common::images::{TestImage, write_fragment};
+use common::{Imagepipe, Registry, path, read_json, strings};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use imagepipe::store::{ManifestReference, Store, StoredManifest, media_type};
@@ -161,24 +160,11 @@ impl Chain {
         arguments: &[&str],
         environment: &[(&str, String)],
     ) -> (Option<i32>, String, String) {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = Command::new(env!("CARGO_BIN_EXE_imagepipe"))
+        Imagepipe::new()
             .args(arguments)
-            .env("DOCKER_CONFIG", "/nonexistent")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("TF_BUILD")
-            .env_remove("IMAGEPIPE_COMMAND")
             .envs(environment.iter().map(|(name, value)| (name, value)))
-            .output()
-            .expect("runs");
-        (
-            status.code(),
-            String::from_utf8_lossy(&stdout).into_owned(),
-            String::from_utf8_lossy(&stderr).into_owned(),
-        )
+            .run()
+            .into()
     }
 
     fn succeed(&self, arguments: &[&str]) -> String {
@@ -188,7 +174,7 @@ impl Chain {
     }
 
     fn info(&self) -> Value {
-        serde_json::from_slice(&std::fs::read(&self.info).expect("reads")).expect("JSON")
+        read_json(&self.info)
     }
 
     /// The index digest create-manifest recorded.
@@ -224,14 +210,6 @@ impl Chain {
 
 fn staged() -> String {
     format!("{PREFIX}/{REPOSITORY}")
-}
-
-fn path(path: &Path) -> String {
-    path.display().to_string()
-}
-
-fn strings(arguments: &[String]) -> Vec<&str> {
-    arguments.iter().map(String::as_str).collect()
 }
 
 /// The report's rows whose first cell is `check`.

@@ -1,0 +1,23 @@
+//! Small conversions the tests share: paths as arguments, argument lists, JSON files.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// `path` as an argument: its display text.
+pub fn path(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Owned arguments as the `&str` slice the runners take.
+pub fn strings(arguments: &[String]) -> Vec<&str> {
+    arguments.iter().map(String::as_str).collect()
+}
+
+/// The JSON in `file`; panics naming the file when it is missing or not JSON.
+pub fn read_json(file: &Path) -> Value {
+    let bytes =
+        std::fs::read(file).unwrap_or_else(|error| panic!("reading `{}`: {error}", file.display()));
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|error| panic!("`{}` is not JSON: {error}", file.display()))
+}
