@@ -10,8 +10,8 @@ use crate::cli::{
 };
 use crate::sign::keys::KeySource;
 use crate::stages::{
-    self, create_manifest, generate_key, post_build, publish, publish_image_info, schema, sign,
-    test, validate, verify,
+    self, InvalidFlag, create_manifest, generate_key, post_build, publish, publish_image_info,
+    schema, sign, test, validate, verify,
 };
 use crate::store::Location;
 use crate::store::registry::{ClientSettings, Credential, CredentialSource};
@@ -234,8 +234,3 @@ fn client_settings(
         ..ClientSettings::default()
     })
 }
-
-/// A flag whose value is wrong in a way clap cannot see (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidFlag(pub String);

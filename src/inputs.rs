@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::json_file::{self, JsonFileError};
+use crate::files::{self, FileError};
 use crate::model::image_info::ImageInfo;
 use crate::model::issue::{Issue, JsonPath, quoted};
 use crate::model::manifest::Manifest;
@@ -16,7 +16,7 @@ const IMAGE_INFO_DOCUMENT: &str = "an image-info.json document (see `imagepipe s
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error(transparent)]
-    File(#[from] JsonFileError),
+    File(#[from] FileError),
     #[error("{}", invalid_summary(.file, .issues))]
     Invalid {
         file: PathBuf,
@@ -65,7 +65,7 @@ impl InputError {
     pub fn issues(&self) -> &[Issue] {
         match self {
             Self::Invalid { issues, .. } => issues,
-            Self::File(JsonFileError::Parse { issue }) => std::slice::from_ref(issue),
+            Self::File(FileError::Parse { issue }) => std::slice::from_ref(issue),
             _ => &[],
         }
     }
@@ -108,7 +108,7 @@ fn read_with_includes(
     stack: &mut Vec<PathBuf>,
     issues: &mut Vec<Issue>,
 ) -> Result<Manifest, InputError> {
-    let mut manifest: Manifest = json_file::read(file, MANIFEST_DOCUMENT)?;
+    let mut manifest: Manifest = files::read(file, MANIFEST_DOCUMENT)?;
     manifest.locate(file);
     let identity = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
     stack.push(identity);
@@ -136,12 +136,12 @@ fn read_with_includes(
 
 /// Reads a manifest exactly as written, without includes or variable expansion: what a round trip saves.
 pub fn read_manifest_as_written(file: &Path) -> Result<Manifest, InputError> {
-    Ok(json_file::read(file, MANIFEST_DOCUMENT)?)
+    Ok(files::read(file, MANIFEST_DOCUMENT)?)
 }
 
 /// Loads and checks an image-info file.
 pub fn load_image_info(file: &Path) -> Result<ImageInfo, InputError> {
-    let info: ImageInfo = json_file::read(file, IMAGE_INFO_DOCUMENT)?;
+    let info: ImageInfo = files::read(file, IMAGE_INFO_DOCUMENT)?;
     let issues = info.check(file);
     if issues.is_empty() {
         Ok(info)
@@ -160,7 +160,7 @@ pub fn load_image_info_expecting(
     expected_sha256: Option<&str>,
 ) -> Result<ImageInfo, InputError> {
     if let Some(expected) = expected_sha256 {
-        let bytes = std::fs::read(file).map_err(|source| JsonFileError::Read {
+        let bytes = std::fs::read(file).map_err(|source| FileError::Read {
             file: file.to_owned(),
             source,
         })?;

@@ -3,9 +3,9 @@
 pub mod ci;
 pub mod cli;
 pub mod dispatch;
+pub mod files;
 pub mod github;
 pub mod inputs;
-pub mod json_file;
 pub mod model;
 pub mod report;
 pub mod sign;

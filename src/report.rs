@@ -3,14 +3,14 @@
 use std::process::ExitCode;
 
 use crate::ci::CiHost;
-use crate::dispatch::InvalidFlag;
+use crate::files::FileError;
 use crate::inputs::InputError;
-use crate::json_file::JsonFileError;
 use crate::model::issue::Issue;
 use crate::model::ledger::LedgerError;
 use crate::model::merge::MergeError;
 use crate::model::placement::PlacementError;
 use crate::sign::keys::KeyError;
+use crate::stages::InvalidFlag;
 use crate::stages::Refusal;
 use crate::store::StoreError;
 
@@ -43,7 +43,7 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
     for cause in error.chain() {
         if let Some(input) = cause.downcast_ref::<InputError>() {
             let outcome = match input {
-                InputError::File(JsonFileError::Write { .. }) => Outcome::RuntimeFailure,
+                InputError::File(FileError::Write { .. }) => Outcome::RuntimeFailure,
                 _ => Outcome::InvalidInput,
             };
             return Diagnosis {
@@ -52,14 +52,14 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
                 issues: input.issues().to_vec(),
             };
         }
-        if let Some(file) = cause.downcast_ref::<JsonFileError>() {
+        if let Some(file) = cause.downcast_ref::<FileError>() {
             return match file {
-                JsonFileError::Write { .. } => plain(Outcome::RuntimeFailure),
-                JsonFileError::Parse { issue } => Diagnosis {
+                FileError::Write { .. } => plain(Outcome::RuntimeFailure),
+                FileError::Parse { issue } => Diagnosis {
                     issues: vec![issue.clone()],
                     ..plain(Outcome::InvalidInput)
                 },
-                JsonFileError::Read { .. } => plain(Outcome::InvalidInput),
+                FileError::Read { .. } => plain(Outcome::InvalidInput),
             };
         }
         if cause.is::<KeyError>() {
@@ -160,7 +160,7 @@ mod tests {
         });
         assert_eq!(diagnose(&missing).outcome, Outcome::InvalidInput);
 
-        let write = anyhow::Error::new(JsonFileError::Write {
+        let write = anyhow::Error::new(FileError::Write {
             file: PathBuf::from("out.json"),
             source: std::io::Error::other("disk full"),
         });

@@ -85,6 +85,26 @@ fn post_build(
     output
 }
 
+/// The partial-build scenario: the manifest names `public` as the public registry, and only amd64 was
+/// rebuilt and pushed to `staging`. Returns the manifest, the image-info and the two images.
+async fn only_amd64_rebuilt(
+    folder: &Path,
+    staging: &str,
+    public: &str,
+) -> (PathBuf, PathBuf, TestImage, TestImage) {
+    let manifest = write_manifest(folder, public);
+    let (amd64, arm64, _) = images();
+    let staged = RegistryStore::new(client(), staging);
+    amd64.push(&staged, REPOSITORY, None).await;
+    let info = post_build(
+        folder,
+        &manifest,
+        public,
+        &[(&amd64, "src/amd64", "1.0-amd64")],
+    );
+    (manifest, info, amd64, arm64)
+}
+
 /// What the usual scenario starts from: amd64 and arm64 built and pushed to `repository` of `store`, their
 /// fragments merged by post-build. Returns the manifest, the image-info and the two images.
 async fn both_platforms_built(
@@ -243,6 +263,13 @@ async fn indexes_list_exactly_the_declared_platforms() {
 }
 
 /// The arguments of create-manifest for a scenario folder.
+/// Runs create-manifest with nothing but its required flags.
+fn create_manifest(manifest: &Path, info: &Path, staging: &str) -> (Option<i32>, String, String) {
+    imagepipe(&strings(&create_manifest_arguments(
+        manifest, info, staging,
+    )))
+}
+
 fn create_manifest_arguments(manifest: &Path, info: &Path, staging: &str) -> Vec<String> {
     [
         "create-manifest",
@@ -424,27 +451,16 @@ async fn a_platform_not_rebuilt_comes_from_the_public_registry_with_its_signatur
     let staging = Registry::start();
     let public = Registry::start();
     let folder = tempfile::tempdir().expect("temp dir");
-    let manifest = write_manifest(folder.path(), &public.host());
-    let (amd64, arm64, _) = images();
+    let (manifest, info, amd64, arm64) =
+        only_amd64_rebuilt(folder.path(), &staging.host(), &public.host()).await;
     let published = RegistryStore::new(client(), &public.host());
     arm64
         .push(&published, REPOSITORY, Some("1.0-arm64v8"))
         .await;
     let signature = push_signature(&published, REPOSITORY, &arm64.digest()).await;
     let staged = RegistryStore::new(client(), &staging.host());
-    amd64.push(&staged, REPOSITORY, None).await;
-    let info = post_build(
-        folder.path(),
-        &manifest,
-        &public.host(),
-        &[(&amd64, "src/amd64", "1.0-amd64")],
-    );
 
-    let (code, _, stderr) = imagepipe(&strings(&create_manifest_arguments(
-        &manifest,
-        &info,
-        &staging.host(),
-    )));
+    let (code, _, stderr) = create_manifest(&manifest, &info, &staging.host());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("took 1 platform not rebuilt in this run"),
@@ -498,23 +514,12 @@ async fn a_missing_platform_refuses_before_any_shared_tag_is_pushed() {
     let staging = Registry::start();
     let public = Registry::start();
     let folder = tempfile::tempdir().expect("temp dir");
-    let manifest = write_manifest(folder.path(), &public.host());
-    let (amd64, _, _) = images();
+    let (manifest, info, _, _) =
+        only_amd64_rebuilt(folder.path(), &staging.host(), &public.host()).await;
     let staged = RegistryStore::new(client(), &staging.host());
-    amd64.push(&staged, REPOSITORY, None).await;
-    let info = post_build(
-        folder.path(),
-        &manifest,
-        &public.host(),
-        &[(&amd64, "src/amd64", "1.0-amd64")],
-    );
     let before = std::fs::read(&info).expect("reads");
 
-    let (code, _, stderr) = imagepipe(&strings(&create_manifest_arguments(
-        &manifest,
-        &info,
-        &staging.host(),
-    )));
+    let (code, _, stderr) = create_manifest(&manifest, &info, &staging.host());
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.contains("a shared tag would miss 1 declared platform"),
@@ -546,9 +551,7 @@ async fn refuses_image_info_that_post_build_did_not_write() {
     let info = folder.path().join("image-info.json");
     std::fs::write(&info, r#"{"schemaVersion": "2.0", "repos": []}"#).expect("writes");
     let staging = format!("oci:{}", folder.path().join("staging").display());
-    let (code, _, stderr) = imagepipe(&strings(&create_manifest_arguments(
-        &manifest, &info, &staging,
-    )));
+    let (code, _, stderr) = create_manifest(&manifest, &info, &staging);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.contains("stage `create-manifest` needs `post-build` to have run first"),
@@ -600,11 +603,7 @@ async fn retries_through_503_429_and_a_reset_connection() {
         ],
     );
     let started = std::time::Instant::now();
-    let (code, _, stderr) = imagepipe(&strings(&create_manifest_arguments(
-        &manifest,
-        &info,
-        &proxy.host(),
-    )));
+    let (code, _, stderr) = create_manifest(&manifest, &info, &proxy.host());
     assert_eq!(code, Some(0), "{stderr}");
     let retries: Vec<&str> = stderr
         .lines()

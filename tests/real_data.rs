@@ -5,8 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Imagepipe, Ran, read_json};
+use imagepipe::files;
 use imagepipe::inputs;
-use imagepipe::json_file;
 use imagepipe::model::image_info::ImageInfo;
 use imagepipe::model::manifest::Manifest;
 use serde_json::Value;
@@ -218,7 +218,7 @@ fn image_info_files_round_trip_losslessly_into_schema_2() {
 
         loaded.normalize();
         let saved_file = folder.path().join(name);
-        json_file::write_atomically(&saved_file, &loaded).expect("writes");
+        files::write_atomically(&saved_file, &loaded).expect("writes");
         let saved = read_json(&saved_file);
         assert_eq!(saved["schemaVersion"], "2.0", "{name}");
         assert!(
@@ -231,7 +231,7 @@ fn image_info_files_round_trip_losslessly_into_schema_2() {
         assert_eq!(reloaded, loaded, "{name}");
         reloaded.normalize();
         assert_eq!(
-            json_file::to_bytes(&reloaded),
+            files::to_bytes(&reloaded),
             std::fs::read(&saved_file).expect("reads"),
             "{name}"
         );

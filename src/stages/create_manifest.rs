@@ -18,8 +18,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::ci::{self, CiHost, RunIdentity};
+use crate::files;
 use crate::inputs;
-use crate::json_file;
 use crate::model::image_info::{ImageInfo, ManifestData, PlatformData};
 use crate::model::ledger::Stage;
 use crate::model::manifest::{Manifest, PlatformEntry};
@@ -145,7 +145,7 @@ pub async fn run(
     let total = plans.len();
     let describer = Describer::new(&staging_store);
     let done = Mutex::new(0usize);
-    let indexes: Vec<(usize, usize, Digest, bool)> = stream::iter(&plans)
+    let indexes: Vec<(&Plan, Digest, bool)> = stream::iter(&plans)
         .map(|plan| {
             let existing = info.repos[plan.repo].images[plan.image].manifest.as_ref();
             let recorded = existing
@@ -179,7 +179,7 @@ pub async fn run(
                     "index {} of {total}: {repository}:{first_tag} {digest} ({action})",
                     *done
                 );
-                Ok::<_, anyhow::Error>((plan.repo, plan.image, digest, pushed))
+                Ok::<_, anyhow::Error>((plan, digest, pushed))
             }
         })
         .buffer_unordered(CONCURRENT_INDEXES)
@@ -188,10 +188,10 @@ pub async fn run(
 
     let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut pushed_count = 0;
-    for ((repo, image, digest, pushed), plan) in indexes_in_plan_order(indexes, &plans) {
+    for (plan, digest, pushed) in indexes {
         pushed_count += usize::from(pushed);
         let reference = format!("{public_registry}/{}@{digest}", plan.repository);
-        let image = &mut info.repos[repo].images[image];
+        let image = &mut info.repos[plan.repo].images[plan.image];
         let same = image
             .manifest
             .as_ref()
@@ -208,7 +208,7 @@ pub async fn run(
     info.pipeline
         .record(stage_record(Stage::CreateManifest, run));
     let output = output.unwrap_or(image_info);
-    let digest = json_file::write_atomically(&output, &info)?;
+    let digest = files::write_atomically(&output, &info)?;
     tracing::info!(
         "{} ({pushed_count} pushed, {} unchanged) in {}; {} HTTP requests",
         summary::count(total, "index"),
@@ -221,19 +221,6 @@ pub async fn run(
     host.summary(&summary::image_table("imagepipe create-manifest", &info))
         .context("writing the step summary")?;
     Ok(())
-}
-
-/// Pairs each built index with its plan (the stream finished them in any order).
-fn indexes_in_plan_order(
-    indexes: Vec<(usize, usize, Digest, bool)>,
-    plans: &[Plan],
-) -> impl Iterator<Item = ((usize, usize, Digest, bool), &Plan)> {
-    indexes.into_iter().filter_map(move |built| {
-        let plan = plans
-            .iter()
-            .find(|plan| plan.repo == built.0 && plan.image == built.1)?;
-        Some((built, plan))
-    })
 }
 
 /// Finds, for each image of image-info, its manifest image; plans an index for those with shared tags and

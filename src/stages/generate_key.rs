@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::dispatch::InvalidFlag;
 use crate::sign::keys;
+use crate::stages::InvalidFlag;
 
 pub struct Settings {
     /// Writes `PREFIX.key` and `PREFIX.pub`.
@@ -36,19 +36,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (private_pem, public_key) = keys::generate(&password)?;
-    write_private(&private_file, private_pem.as_bytes())?;
-    crate::json_file::write_bytes_atomically(&public_file, public_key.to_pem().as_bytes(), 0o644)?;
+    // The private key is readable by its owner only.
+    crate::files::write_bytes_atomically(&private_file, private_pem.as_bytes(), 0o600)?;
+    crate::files::write_bytes_atomically(&public_file, public_key.to_pem().as_bytes(), 0o644)?;
     tracing::info!(
         "wrote `{}` and `{}` (key id {})",
         private_file.display(),
         public_file.display(),
         public_key.key_id()
     );
-    Ok(())
-}
-
-/// The private key is readable by its owner only.
-fn write_private(file: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::json_file::write_bytes_atomically(file, bytes, 0o600)?;
     Ok(())
 }

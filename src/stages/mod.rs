@@ -56,3 +56,8 @@ pub struct Refusal {
     pub message: String,
     pub hint: Option<String>,
 }
+
+/// A flag whose value is wrong in a way clap cannot see (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidFlag(pub String);

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::ci::{self, CiHost, RunIdentity};
+use crate::files;
 use crate::inputs;
-use crate::json_file;
 use crate::model::ledger::Stage;
 use crate::model::merge;
 use crate::stages::{stage_record, summary};
@@ -39,7 +39,7 @@ pub fn run(settings: Settings, run: &RunIdentity, host: &mut dyn CiHost) -> anyh
     let mut info = merge::merge_fragments(&manifest, &loaded)
         .with_context(|| format!("merging the fragments in `{}`", fragments.display()))?;
     info.pipeline.record(stage_record(Stage::PostBuild, run));
-    let digest = json_file::write_atomically(&output, &info)?;
+    let digest = files::write_atomically(&output, &info)?;
 
     let counts = info.counts();
     tracing::info!(

@@ -13,8 +13,8 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
 use crate::ci::{self, CiHost, RunIdentity};
+use crate::files;
 use crate::inputs;
-use crate::json_file;
 use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
 use crate::model::reference::{Digest, DigestReference};
@@ -168,7 +168,7 @@ pub async fn run(
         rename_registry(&mut info, registry);
     }
     info.pipeline.record(stage_record(Stage::Publish, run));
-    let digest = json_file::write_atomically(&output, &info)?;
+    let digest = files::write_atomically(&output, &info)?;
     tracing::info!(
         "published {}: {} objects copied ({} bytes), {} already there ({} bytes); {tags_set} tags set, \
          {tags_unchanged} unchanged; {} HTTP requests",

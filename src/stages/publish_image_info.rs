@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::ci::{CiHost, RunIdentity};
-use crate::dispatch::InvalidFlag;
 use crate::github::{FileUpdate, GitHubClient, GitHubError, Repository, Token};
+use crate::stages::InvalidFlag;
 use crate::store::registry::RetryPolicy;
 
 pub struct Settings {

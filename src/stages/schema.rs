@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::json_file;
+use crate::files;
 use crate::model::image_info::ImageInfo;
 use crate::model::manifest::Manifest;
 
@@ -18,7 +18,7 @@ pub fn schema_text(format: Format) -> Vec<u8> {
         Format::Manifest => schemars::schema_for!(Manifest),
         Format::ImageInfo => schemars::schema_for!(ImageInfo),
     };
-    json_file::to_bytes(&schema)
+    files::to_bytes(&schema)
 }
 
 pub fn run(format: Format) -> anyhow::Result<()> {

@@ -13,8 +13,8 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
 use crate::ci::{self, CiHost, RunIdentity};
+use crate::files;
 use crate::inputs;
-use crate::json_file;
 use crate::model::image_info::{DigestEntry, ImageInfo, SignatureRecord};
 use crate::model::issue::JsonPath;
 use crate::model::ledger::Stage;
@@ -133,7 +133,7 @@ pub async fn run(
                     .with_context(|| {
                         format!(
                             "signing `{}/{repository}@{}`",
-                            store_name(signer),
+                            signer.store.name(),
                             reference.digest
                         )
                     })?;
@@ -166,7 +166,7 @@ pub async fn run(
     info.pipeline.record(stage_record(Stage::Sign, run));
     info.normalize();
     let output = output.unwrap_or(image_info);
-    let digest = json_file::write_atomically(&output, &info)?;
+    let digest = files::write_atomically(&output, &info)?;
     tracing::info!(
         "{} signed with key {}: {added} new, {} already signed; {} HTTP requests",
         summary::count(total, "digest"),
@@ -179,10 +179,6 @@ pub async fn run(
     host.summary(&summary::image_table("imagepipe sign", &info))
         .context("writing the step summary")?;
     Ok(())
-}
-
-fn store_name(signer: &Signer<'_, AnyStore>) -> String {
-    signer.store.name()
 }
 
 /// Every image the manifest gives shared tags must have its index recorded.

@@ -9,8 +9,8 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::ci::{self, CiHost, RunIdentity};
+use crate::files;
 use crate::inputs;
-use crate::json_file;
 use crate::model::ledger::Stage;
 use crate::model::reference::DigestReference;
 use crate::sign::keys::{KeySource, PublicKey};
@@ -118,7 +118,7 @@ pub async fn run(
         .into());
     }
     info.pipeline.record(stage_record(Stage::Verify, run));
-    let digest = json_file::write_atomically(&image_info, &info)?;
+    let digest = files::write_atomically(&image_info, &info)?;
     tracing::info!(
         "{} carry a valid signature by key {}",
         summary::count(checked.len(), "digest"),

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::ci::{self, CiHost, RunIdentity};
+use crate::files;
 use crate::inputs;
-use crate::json_file;
 use crate::model::ledger::Stage;
 use crate::stages::{Refusal, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
@@ -125,7 +125,7 @@ pub async fn run(
         .filter(|check| matches!(check.verdict, Verdict::Skipped(_)))
         .count();
     info.pipeline.record(stage_record(Stage::Test, run));
-    let digest = json_file::write_atomically(&image_info, &info)?;
+    let digest = files::write_atomically(&image_info, &info)?;
     tracing::info!(
         "{} passed ({skipped} skipped) in {}; {} HTTP requests",
         summary::count(checks.len() - skipped, "check"),

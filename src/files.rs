@@ -10,7 +10,7 @@ use crate::model::issue::{Issue, JsonPath};
 use crate::model::reference::Digest;
 
 #[derive(Debug, thiserror::Error)]
-pub enum JsonFileError {
+pub enum FileError {
     #[error("cannot read `{file}`", file = .file.display())]
     Read {
         file: PathBuf,
@@ -29,8 +29,8 @@ pub enum JsonFileError {
 
 /// Reads and parses `file`; a parse error names the JSON path where it stands. `expected` describes the
 /// document for messages that serde cannot make specific ("an image-info.json document").
-pub fn read<T: DeserializeOwned>(file: &Path, expected: &str) -> Result<T, JsonFileError> {
-    let bytes = std::fs::read(file).map_err(|source| JsonFileError::Read {
+pub fn read<T: DeserializeOwned>(file: &Path, expected: &str) -> Result<T, FileError> {
+    let bytes = std::fs::read(file).map_err(|source| FileError::Read {
         file: file.to_owned(),
         source,
     })?;
@@ -41,7 +41,7 @@ pub fn parse<T: DeserializeOwned>(
     bytes: &[u8],
     file: &Path,
     expected: &str,
-) -> Result<T, JsonFileError> {
+) -> Result<T, FileError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         // serde_path_to_error writes the root as ".".
@@ -51,11 +51,11 @@ pub fn parse<T: DeserializeOwned>(
         } else {
             JsonPath::from(text.as_str())
         };
-        JsonFileError::Parse {
+        FileError::Parse {
             issue: issue_of(file, path, error.inner(), expected),
         }
     })?;
-    deserializer.end().map_err(|error| JsonFileError::Parse {
+    deserializer.end().map_err(|error| FileError::Parse {
         issue: issue_of(file, JsonPath::root(), &error, expected),
     })?;
     Ok(value)
@@ -100,18 +100,14 @@ pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Writes `value` to `file` through a temporary file in the same folder and a rename, so a reader sees the old
 /// file or the new one, never half of one. Returns the digest of the bytes written.
-pub fn write_atomically<T: Serialize>(file: &Path, value: &T) -> Result<Digest, JsonFileError> {
+pub fn write_atomically<T: Serialize>(file: &Path, value: &T) -> Result<Digest, FileError> {
     write_bytes_atomically(file, &to_bytes(value), 0o644)
 }
 
 /// Writes `bytes` atomically (as [`write_atomically`]) with permission bits `mode`.
-pub fn write_bytes_atomically(
-    file: &Path,
-    bytes: &[u8],
-    mode: u32,
-) -> Result<Digest, JsonFileError> {
+pub fn write_bytes_atomically(file: &Path, bytes: &[u8], mode: u32) -> Result<Digest, FileError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let error = |source| JsonFileError::Write {
+    let error = |source| FileError::Write {
         file: file.to_owned(),
         source,
     };
@@ -147,7 +143,7 @@ mod tests {
 
     fn parse_error(text: &str) -> Issue {
         match parse::<Doc>(text.as_bytes(), Path::new("f.json"), "a test document") {
-            Err(JsonFileError::Parse { issue }) => issue,
+            Err(FileError::Parse { issue }) => issue,
             other => panic!("expected a parse error, got {other:?}"),
         }
     }
