@@ -61,6 +61,18 @@ pub struct RegistryArgs {
         requires = "username"
     )]
     pub password_stdin: bool,
+
+    /// The stage's time limit, e.g. `90s`, `30m` or `2h`: no registry request, retry or wait runs past it, and a
+    /// stage still running then stops with exit code 1, naming what was pending
+    #[arg(
+        long,
+        value_name = "DURATION",
+        global = true,
+        env = "IMAGEPIPE_TIMEOUT",
+        default_value = "60m",
+        value_parser = humantime::parse_duration
+    )]
+    pub timeout: std::time::Duration,
 }
 
 /// Where staging is: the registry (or `oci:DIR`) images are pushed to before publishing.

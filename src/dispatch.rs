@@ -2,6 +2,7 @@
 //! clap's types and the stages'.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::ci::{CiHost, RunIdentity};
 use crate::cli::{
@@ -14,12 +15,33 @@ use crate::stages::{
     schema, sign, test, validate, verify,
 };
 use crate::store::Location;
-use crate::store::registry::{ClientSettings, Credential, CredentialSource};
+use crate::store::registry::{
+    ClientSettings, Credential, CredentialSource, StageDeadline, Timeouts,
+};
 
 /// The environment variable a password may come in, for CI systems that hand secrets over as variables.
 const PASSWORD_VARIABLE: &str = "IMAGEPIPE_PASSWORD";
 
+/// Time the whole command has beyond `--timeout`, so that a request cut off by the deadline can report itself
+/// (naming what was pending) before the command as a whole is stopped.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+
+/// The command did not finish within `--timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the command did not finish within {} (`--timeout`)", humantime::format_duration(*.limit))]
+pub struct CommandTimedOut {
+    pub limit: Duration,
+}
+
 pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
+    let limit = cli.registry.timeout;
+    match tokio::time::timeout(limit + TIMEOUT_GRACE, run_command(cli, host)).await {
+        Ok(result) => result,
+        Err(_) => Err(CommandTimedOut { limit }.into()),
+    }
+}
+
+async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let Cli {
         command,
         verbose: _,
@@ -208,6 +230,7 @@ fn client_settings(
         ca_cert,
         username,
         password_stdin,
+        timeout,
     } = arguments;
     let mut credentials = CredentialSource::from_environment();
     if let (Some(username), Some(Location::Registry(registry))) = (username, staging) {
@@ -231,6 +254,10 @@ fn client_settings(
         insecure_registries: insecure_registry,
         ca_certificates: ca_cert,
         credentials,
+        timeouts: Timeouts {
+            stage: Some(StageDeadline::after(timeout)),
+            ..Timeouts::default()
+        },
         ..ClientSettings::default()
     })
 }

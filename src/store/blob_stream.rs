@@ -30,18 +30,29 @@ impl BlobStream {
     }
 }
 
-/// The whole blob in memory, for blobs known to be small (configs, signature payloads); checked as it passes.
-pub async fn collect(blob: BlobStream) -> Result<Bytes, StoreError> {
-    let capacity = blob
-        .size
-        .and_then(|size| usize::try_from(size).ok())
-        .unwrap_or_default();
-    let mut bytes = bytes::BytesMut::with_capacity(capacity);
-    let mut chunks = blob.chunks;
-    while let Some(chunk) = chunks.next().await {
-        bytes.extend_from_slice(&chunk?);
+/// The blob as its descriptor describes it: `size` bytes, ending with [`StoreError::TooLarge`] as soon as more
+/// pass, so a store cannot make a copy read past what the manifest promised.
+pub fn at_most(blob: BlobStream, size: u64, reference: String) -> BlobStream {
+    let limit = usize::try_from(size).unwrap_or(usize::MAX);
+    let chunks = blob.chunks.scan(0u64, move |passed, chunk| {
+        let chunk = chunk.and_then(|chunk| {
+            *passed += chunk.len() as u64;
+            if *passed > size {
+                Err(StoreError::TooLarge {
+                    url: reference.clone(),
+                    what: "a blob of the size its descriptor gives",
+                    limit,
+                })
+            } else {
+                Ok(chunk)
+            }
+        });
+        futures_util::future::ready(Some(chunk))
+    });
+    BlobStream {
+        size: Some(size),
+        chunks: Box::pin(chunks),
     }
-    Ok(bytes.freeze())
 }
 
 /// Passes `chunks` on while hashing them, and ends with a [`StoreError::DigestMismatch`] instead of the end
@@ -109,6 +120,27 @@ mod tests {
         );
         let parts: Vec<Bytes> = stream.try_collect().await.expect("matches");
         assert_eq!(parts.concat(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_blob_longer_than_its_descriptor_says_is_cut_off() {
+        let blob = BlobStream {
+            size: None,
+            chunks: Box::pin(chunks(&[b"hello ", b"world"])),
+        };
+        let result: Result<Vec<Bytes>, StoreError> =
+            at_most(blob, 8, "r".into()).chunks.try_collect().await;
+        assert!(
+            matches!(result, Err(StoreError::TooLarge { limit: 8, .. })),
+            "{result:?}"
+        );
+        let exact = BlobStream::from_bytes(Bytes::from_static(b"hello"));
+        let parts: Vec<Bytes> = at_most(exact, 5, "r".into())
+            .chunks
+            .try_collect()
+            .await
+            .expect("fits");
+        assert_eq!(parts.concat(), b"hello");
     }
 
     #[tokio::test]

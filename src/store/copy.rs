@@ -7,7 +7,8 @@ use futures_util::future::try_join_all;
 use oci_spec::image::{ImageIndex, ImageManifest};
 
 use super::{
-    ManifestReference, Store, StoreError, StoredManifest, media_type, our_digest, signature_tag,
+    ManifestReference, Store, StoreError, StoredManifest, blob_stream, media_type, our_digest,
+    signature_tag,
 };
 use crate::model::reference::Digest;
 
@@ -161,6 +162,8 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         }
         // Streamed: a layer is never held whole in memory.
         let blob = self.source.open_blob(self.from, digest).await?;
+        let reference = format!("{}/{}@{digest}", self.source.name(), self.from);
+        let blob = blob_stream::at_most(blob, size, reference);
         self.target.put_blob_stream(self.to, digest, blob).await?;
         Ok(CopyStats::copied(size))
     }

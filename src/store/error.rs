@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::registry::TimeLimit;
+
 /// The error codes of the OCI distribution spec's error envelope `{"errors":[{"code":…}]}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -110,6 +112,34 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("{method} {url} timed out: {limit}{}", last_text(.last))]
+    TimedOut {
+        method: String,
+        url: String,
+        limit: TimeLimit,
+        /// What the request was doing or had last failed with.
+        last: Option<String>,
+    },
+    #[error("`{url}` sent more than {limit} bytes for {what}; refused")]
+    TooLarge {
+        url: String,
+        what: &'static str,
+        limit: usize,
+    },
+    #[error(
+        "{registry} named the {what} `{url}`, which is plain HTTP on a host that is not loopback; refused so that no credential or content crosses the network in clear text"
+    )]
+    PlainHttp {
+        registry: String,
+        what: &'static str,
+        url: String,
+    },
+    #[error("the TLS certificate of {registry} is not trusted")]
+    UntrustedCertificate {
+        registry: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error("`{reference}` in {store} is not a valid manifest")]
@@ -136,6 +166,12 @@ fn code_text(code: &Option<ErrorCode>) -> String {
         .unwrap_or_default()
 }
 
+fn last_text(last: &Option<String>) -> String {
+    last.as_ref()
+        .map(|last| format!(" (last: {last})"))
+        .unwrap_or_default()
+}
+
 fn user_text(user: &Option<String>) -> String {
     user.as_ref()
         .map(|user| format!(" of `{user}`"))
@@ -149,6 +185,18 @@ impl StoreError {
             Self::Unauthorized { registry, .. } => Some(format!(
                 "check the password given with `--password-stdin` or `IMAGEPIPE_PASSWORD`, or log in with `docker login {registry}`"
             )),
+            Self::UntrustedCertificate { registry, .. } => Some(format!(
+                "pass the CA that signed {registry}'s certificate with `--ca-cert FILE`, or allow it with `--insecure-registry {registry}`"
+            )),
+            Self::PlainHttp { .. } => Some(
+                "serve it over HTTPS, or name its host with `--insecure-registry` if plain HTTP is intended".to_owned(),
+            ),
+            Self::TimedOut { limit: TimeLimit::Stage(_), .. } => Some(
+                "raise the stage's limit with `--timeout`, or check that the registry answers".to_owned(),
+            ),
+            Self::TimedOut { .. } => {
+                Some("check that the registry is up and answering from this machine".to_owned())
+            }
             Self::Connection { .. } => {
                 Some("check that the registry is up and reachable from this machine".to_owned())
             }

@@ -10,6 +10,8 @@ pub mod binary;
 pub mod commands;
 pub mod credentials;
 pub mod files;
+pub mod hostile;
+pub mod http;
 pub mod images;
 pub mod proxy;
 pub mod registry;

@@ -4,6 +4,8 @@
 
 mod auth;
 pub mod credentials;
+mod deadline;
+mod reply;
 mod retry;
 mod store;
 
@@ -16,15 +18,21 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use reqwest::{Method, Response, StatusCode};
-use serde::Deserialize;
+use reqwest::{Method, Response, StatusCode, Url};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
+use tokio::time::Instant;
 
 use self::auth::{Authorization, Challenge, TokenCache, TokenResponse};
 pub use self::credentials::{Credential, CredentialError, CredentialSource};
+use self::deadline::Deadline;
+pub use self::deadline::{StageDeadline, TimeLimit, Timeouts};
+pub(crate) use self::reply::Reply;
 pub use self::retry::{RetryPolicy, is_retryable};
 pub use self::store::RegistryStore;
-use super::error::{ErrorCode, StoreError};
+use super::error::StoreError;
+
+/// A token server's answer is a small JSON object.
+const TOKEN_ANSWER_LIMIT: usize = 64 * 1024;
 
 /// How the client behaves; built from the global flags.
 #[derive(Debug, Clone)]
@@ -39,6 +47,7 @@ pub struct ClientSettings {
     pub retry: RetryPolicy,
     /// Blobs larger than this are uploaded in chunks of this size.
     pub chunk_size: usize,
+    pub timeouts: Timeouts,
 }
 
 impl Default for ClientSettings {
@@ -50,6 +59,7 @@ impl Default for ClientSettings {
             max_in_flight: 16,
             retry: RetryPolicy::default(),
             chunk_size: 16 * 1024 * 1024,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -77,20 +87,6 @@ pub(crate) struct Request<'a> {
     pub body: Option<Bytes>,
 }
 
-/// The OCI error envelope.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    errors: Vec<EnvelopeError>,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeError {
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
 pub struct RegistryClient {
     verified: reqwest::Client,
     /// Only for `--insecure-registry` hosts, as Docker does: their TLS certificates are not checked.
@@ -106,11 +102,13 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(settings: ClientSettings) -> Result<Self, StoreError> {
+        let idle = settings.timeouts.attempt;
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!("imagepipe/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(120))
+                // A connection that goes quiet this long is dead; the deadlines bound the slow-but-alive.
+                .read_timeout(idle)
                 // Redirects to blob storage must not carry the registry's credentials; reqwest drops the
                 // Authorization header on a redirect to another host.
                 .redirect(reqwest::redirect::Policy::limited(5))
@@ -148,13 +146,46 @@ impl RegistryClient {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Whether `host` (`name[:port]`) was given with `--insecure-registry`, with or without its port.
+    fn is_insecure(&self, host: &str) -> bool {
+        let name = host_name(host);
+        self.settings
+            .insecure_registries
+            .iter()
+            .any(|allowed| allowed == host || allowed == name)
+    }
+
     fn may_use_plain_http(&self, host: &str) -> bool {
-        is_loopback(host)
-            || self
-                .settings
-                .insecure_registries
-                .iter()
-                .any(|allowed| allowed == host)
+        is_loopback(host) || self.is_insecure(host)
+    }
+
+    /// The client for a host: the one that does not verify TLS only for `--insecure-registry` hosts.
+    fn client_for(&self, host: &str) -> &reqwest::Client {
+        if self.is_insecure(host) {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
+
+    /// Refuses a URL a registry named (token realm, upload location) that is plain HTTP to a host that may not
+    /// be reached that way: credentials and content would cross the network in clear text.
+    fn require_secure(
+        &self,
+        registry: &str,
+        what: &'static str,
+        url: &Url,
+    ) -> Result<(), StoreError> {
+        if url.scheme() == "https"
+            || (url.scheme() == "http" && self.may_use_plain_http(&authority(url)))
+        {
+            return Ok(());
+        }
+        Err(StoreError::PlainHttp {
+            registry: registry.to_owned(),
+            what,
+            url: url.to_string(),
+        })
     }
 
     async fn host(&self, host: &str) -> Result<Host, StoreError> {
@@ -166,22 +197,16 @@ impl RegistryClient {
     }
 
     /// `GET /v2/` over HTTPS, then (for loopback and `--insecure-registry` hosts) plain HTTP: learns the
-    /// scheme and the authentication challenge.
+    /// scheme and the authentication challenge. A certificate that is not trusted ends discovery: the host
+    /// speaks TLS, and falling back to plain HTTP would only hide why it failed.
     async fn discover(&self, host: &str) -> Result<Host, StoreError> {
-        let unverified = self
-            .settings
-            .insecure_registries
-            .iter()
-            .any(|allowed| allowed == host);
-        let client = if unverified {
-            &self.unverified
-        } else {
-            &self.verified
-        };
+        let unverified = self.is_insecure(host);
+        let client = self.client_for(host);
         let mut schemes = vec!["https"];
         if self.may_use_plain_http(host) {
             schemes.push("http");
         }
+        let deadline = self.settings.timeouts.request_deadline(0);
         let mut last_error = None;
         for (index, scheme) in schemes.iter().enumerate() {
             let base_url = format!("{scheme}://{host}");
@@ -193,11 +218,13 @@ impl RegistryClient {
                 1
             };
             match self
-                .send_with_retries(client, &Method::GET, &url, attempts, |request| request)
+                .send_with_retries(client, &Method::GET, &url, attempts, deadline, |request| {
+                    request
+                })
                 .await
             {
-                Ok(response) => {
-                    let challenge = challenge_of(&response);
+                Ok(reply) => {
+                    let challenge = challenge_of(&reply.response);
                     let credential =
                         self.settings
                             .credentials
@@ -215,6 +242,14 @@ impl RegistryClient {
                         credential,
                     });
                 }
+                Err(StoreError::Connection { source, .. })
+                    if *scheme == "https" && is_untrusted_certificate(&source) =>
+                {
+                    return Err(StoreError::UntrustedCertificate {
+                        registry: host.to_owned(),
+                        source,
+                    });
+                }
                 Err(error) => {
                     tracing::debug!("{url}: {error}");
                     last_error = Some(error);
@@ -224,54 +259,79 @@ impl RegistryClient {
         Err(last_error.unwrap_or_else(|| unreachable!("at least one scheme is tried")))
     }
 
-    /// Sends a request that needs no authentication, retrying transient failures.
+    /// Sends a request that needs no authentication, retrying transient failures within `deadline`.
     async fn send_with_retries(
         &self,
         client: &reqwest::Client,
         method: &Method,
         url: &str,
         attempts: u32,
+        mut deadline: Deadline,
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Reply, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let sent = self
-                .transmit(decorate(client.request(method.clone(), url)))
+                .transmit(decorate(client.request(method.clone(), url)), &mut deadline)
                 .await;
-            match self
-                .after_attempt(method, url, attempt, attempts, sent)
-                .await?
-            {
-                Some(response) => return Ok(response),
-                None => continue,
+            let outcome = self
+                .after_attempt(method, url, attempt, attempts, deadline, sent)
+                .await?;
+            if let Some(response) = outcome {
+                return Ok(reply(response, method, url, deadline));
             }
         }
     }
 
-    /// Sends one request within the bound on requests in flight, counting it.
-    async fn transmit(&self, request: reqwest::RequestBuilder) -> Result<Response, reqwest::Error> {
-        let _permit = self.in_flight.acquire().await;
+    /// Sends one attempt within the bound on requests in flight, counting it. Waiting for a free slot counts
+    /// against the stage's deadline only, so the request's own time starts when it is sent; an attempt with no
+    /// answer by its attempt deadline is abandoned as stalled.
+    async fn transmit(
+        &self,
+        request: reqwest::RequestBuilder,
+        deadline: &mut Deadline,
+    ) -> Result<Response, AttemptFailure> {
+        let queued = Instant::now();
+        let stage_end = self.settings.timeouts.stage.map(|stage| stage.at);
+        let permit = match stage_end {
+            Some(end) => tokio::time::timeout_at(end, self.in_flight.acquire())
+                .await
+                .map_err(|_| AttemptFailure::Stalled)?,
+            None => self.in_flight.acquire().await,
+        };
+        let _permit = permit;
+        *deadline = self
+            .settings
+            .timeouts
+            .postponed(*deadline, queued.elapsed());
         self.requests.fetch_add(1, Ordering::Relaxed);
-        request.send().await
+        let answer_by = self.settings.timeouts.attempt_deadline(*deadline);
+        match tokio::time::timeout_at(answer_by, request.send()).await {
+            Ok(sent) => sent.map_err(AttemptFailure::Connection),
+            Err(_) => Err(AttemptFailure::Stalled),
+        }
     }
 
     /// Decides what an attempt's outcome means: a response to return, or `None` to try again (after the
-    /// backoff, which this waits out), or the final error.
+    /// backoff, which this waits out), or the final error. No wait runs past `deadline`.
     async fn after_attempt(
         &self,
         method: &Method,
         url: &str,
         attempt: u32,
         attempts: u32,
-        sent: Result<Response, reqwest::Error>,
+        deadline: Deadline,
+        sent: Result<Response, AttemptFailure>,
     ) -> Result<Option<Response>, StoreError> {
         let (retry_after, reason) = match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
                 if !retry::is_retryable(status) || attempt >= attempts {
                     if retry::is_retryable(status) {
-                        return Err(status_error(method, url, response, attempt).await);
+                        return Err(reply(response, method, url, deadline)
+                            .into_error(attempt)
+                            .await);
                     }
                     return Ok(Some(response));
                 }
@@ -282,19 +342,31 @@ impl RegistryClient {
                     .and_then(retry::parse_retry_after);
                 (retry_after, format!("{status}"))
             }
-            Err(source) => {
-                if attempt >= attempts {
-                    return Err(StoreError::Connection {
-                        method: method.to_string(),
-                        url: url.to_owned(),
-                        attempts: attempt,
-                        source,
-                    });
+            Err(failure) => {
+                let reason = failure.reason(self.settings.timeouts.attempt);
+                if Instant::now() >= deadline.at {
+                    return Err(timed_out(method, url, deadline, reason, attempt));
                 }
-                (None, connection_failure(&source))
+                match failure {
+                    AttemptFailure::Connection(source) if attempt >= attempts => {
+                        return Err(StoreError::Connection {
+                            method: method.to_string(),
+                            url: url.to_owned(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    AttemptFailure::Stalled if attempt >= attempts => {
+                        return Err(timed_out(method, url, deadline, reason, attempt));
+                    }
+                    _ => (None, reason),
+                }
             }
         };
         let delay = self.settings.retry.delay(attempt, retry_after);
+        if Instant::now() + delay >= deadline.at {
+            return Err(timed_out(method, url, deadline, reason, attempt));
+        }
         tracing::info!(
             "retrying {method} {url} after {reason} (attempt {} of {attempts}) in {:.1} s",
             attempt + 1,
@@ -305,24 +377,50 @@ impl RegistryClient {
     }
 
     /// Sends an authenticated request: answers a 401 challenge once (token or basic credentials), retries
-    /// transient failures, and returns whatever final response the registry gave.
-    pub(crate) async fn send(&self, request: &Request<'_>) -> Result<Response, StoreError> {
+    /// transient failures, and returns whatever final answer the registry gave. Credentials go only to the
+    /// registry itself: an absolute target (an upload `Location`) on another scheme, host or port gets none.
+    pub(crate) async fn send(&self, request: &Request<'_>) -> Result<Reply, StoreError> {
         let host = self.host(request.host).await?;
         let client = if host.unverified {
             &self.unverified
         } else {
             &self.verified
         };
-        let url = if request.target.starts_with("http://") || request.target.starts_with("https://")
-        {
-            request.target.clone()
+        let absolute =
+            request.target.starts_with("http://") || request.target.starts_with("https://");
+        let (url, own_origin) = if absolute {
+            let parsed = Url::parse(&request.target).map_err(|_| StoreError::Status {
+                method: request.method.to_string(),
+                url: request.target.clone(),
+                status: 0,
+                code: None,
+                message: "the registry named a URL that does not parse".to_owned(),
+                attempts: 0,
+            })?;
+            self.require_secure(request.host, "upload location", &parsed)?;
+            let own_origin =
+                Url::parse(&host.base_url).is_ok_and(|base| base.origin() == parsed.origin());
+            if !own_origin {
+                tracing::debug!(
+                    "{} {}: not {}, so no credentials are sent",
+                    request.method,
+                    request.target,
+                    host.base_url
+                );
+            }
+            (request.target.clone(), own_origin)
         } else {
-            format!("{}{}", host.base_url, request.target)
+            (format!("{}{}", host.base_url, request.target), true)
         };
         let attempts = self.settings.retry.attempts;
-        let mut authorization = self
-            .authorization(request.host, &host, &request.scope, None)
-            .await?;
+        let body_bytes = request.body.as_ref().map_or(0, |body| body.len() as u64);
+        let mut deadline = self.settings.timeouts.request_deadline(body_bytes);
+        let mut authorization = if own_origin {
+            self.authorization(request.host, &host, &request.scope, None)
+                .await?
+        } else {
+            Authorization::Anonymous
+        };
         let mut challenged = false;
         let mut attempt = 0;
         loop {
@@ -335,11 +433,11 @@ impl RegistryClient {
                 if let Some(body) = &request.body {
                     builder = builder.body(body.clone());
                 }
-                self.transmit(builder).await
+                self.transmit(builder, &mut deadline).await
             };
             if let Ok(response) = &sent {
                 if response.status() == StatusCode::UNAUTHORIZED {
-                    let challenge = challenge_of(response);
+                    let challenge = challenge_of(response).filter(|_| own_origin);
                     if challenged || challenge.is_none() {
                         return Err(StoreError::Unauthorized {
                             registry: request.host.to_owned(),
@@ -359,10 +457,10 @@ impl RegistryClient {
                 }
             }
             if let Some(response) = self
-                .after_attempt(&request.method, &url, attempt, attempts, sent)
+                .after_attempt(&request.method, &url, attempt, attempts, deadline, sent)
                 .await?
             {
-                return Ok(response);
+                return Ok(reply(response, &request.method, &url, deadline));
             }
         }
     }
@@ -409,7 +507,8 @@ impl RegistryClient {
         }
     }
 
-    /// Asks the realm for a token: `GET` with basic credentials, or the OAuth2 `POST` with a refresh token.
+    /// Asks the realm for a token: `GET` with basic credentials, or the OAuth2 `POST` with a refresh token. The
+    /// realm obeys the registry's own TLS rule: plain HTTP only on loopback or an `--insecure-registry` host.
     async fn fetch_token(
         &self,
         registry: &str,
@@ -418,11 +517,16 @@ impl RegistryClient {
         service: Option<&str>,
         scope: &str,
     ) -> Result<(String, Duration), StoreError> {
-        let client = if host.unverified {
-            &self.unverified
-        } else {
-            &self.verified
-        };
+        let realm_url = Url::parse(realm).map_err(|_| StoreError::Status {
+            method: "GET".into(),
+            url: realm.to_owned(),
+            status: 0,
+            code: None,
+            message: format!("{registry} named a token realm that is not a URL"),
+            attempts: 0,
+        })?;
+        self.require_secure(registry, "token realm", &realm_url)?;
+        let client = self.client_for(&authority(&realm_url));
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = service {
             query.push(("service", service));
@@ -430,7 +534,8 @@ impl RegistryClient {
         for one in scope.split_whitespace() {
             query.push(("scope", one));
         }
-        let response = match &host.credential {
+        let deadline = self.settings.timeouts.request_deadline(0);
+        let reply = match &host.credential {
             Some(Credential::IdentityToken(refresh_token)) => {
                 let mut form = query.clone();
                 form.extend([
@@ -443,6 +548,7 @@ impl RegistryClient {
                     &Method::POST,
                     realm,
                     self.settings.retry.attempts,
+                    deadline,
                     |request| request.form(&form),
                 )
                 .await?
@@ -453,6 +559,7 @@ impl RegistryClient {
                     &Method::GET,
                     realm,
                     self.settings.retry.attempts,
+                    deadline,
                     |request| {
                         let request = request.query(&query);
                         match credential {
@@ -467,7 +574,7 @@ impl RegistryClient {
             }
         };
         if matches!(
-            response.status(),
+            reply.status(),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
         ) {
             return Err(StoreError::Unauthorized {
@@ -478,18 +585,10 @@ impl RegistryClient {
                     .and_then(|credential| credential.username().map(str::to_owned)),
             });
         }
-        if !response.status().is_success() {
-            return Err(status_error(&Method::GET, realm, response, 1).await);
+        if !reply.status().is_success() {
+            return Err(reply.into_error(1).await);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| StoreError::Connection {
-                method: "GET".into(),
-                url: realm.to_owned(),
-                attempts: 1,
-                source,
-            })?;
+        let body = reply.bytes(TOKEN_ANSWER_LIMIT, "a token").await?;
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)
@@ -550,34 +649,76 @@ fn challenge_of(response: &Response) -> Option<Challenge> {
         .next()
 }
 
-/// The error for a response that is not what the operation needed, with the OCI error code when the registry
-/// sent its error envelope.
-pub(crate) async fn status_error(
+/// Why an attempt got no answer.
+enum AttemptFailure {
+    Connection(reqwest::Error),
+    /// Nothing came back by the attempt's deadline.
+    Stalled,
+}
+
+impl AttemptFailure {
+    fn reason(&self, attempt_limit: Duration) -> String {
+        match self {
+            Self::Connection(error) => connection_failure(error),
+            Self::Stalled => format!(
+                "no answer within {}",
+                humantime::format_duration(attempt_limit)
+            ),
+        }
+    }
+}
+
+fn reply(response: Response, method: &Method, url: &str, deadline: Deadline) -> Reply {
+    Reply {
+        response,
+        method: method.clone(),
+        url: url.to_owned(),
+        deadline,
+    }
+}
+
+fn timed_out(
     method: &Method,
     url: &str,
-    response: Response,
-    attempts: u32,
+    deadline: Deadline,
+    reason: String,
+    attempt: u32,
 ) -> StoreError {
-    let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap_or_default();
-    let envelope = serde_json::from_slice::<Envelope>(&body).ok();
-    let first = envelope.and_then(|envelope| envelope.errors.into_iter().next());
-    let (code, message) = match first {
-        Some(error) => (Some(ErrorCode::parse(&error.code)), error.message),
-        None => (
-            None,
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_owned(),
-        ),
-    };
-    StoreError::Status {
+    StoreError::TimedOut {
         method: method.to_string(),
         url: url.to_owned(),
-        status,
-        code,
-        message,
-        attempts,
+        limit: deadline.limit,
+        last: Some(format!("{reason} on attempt {attempt}")),
+    }
+}
+
+/// Whether a failed HTTPS attempt failed on the server's certificate. rustls's error reaches us only as the text
+/// of the I/O error that carries it (`io::Error::source` skips the error it wraps), so the chain's text is read.
+fn is_untrusted_certificate(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.to_string().contains("certificate") {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// `host[:port]` of a URL, as registries are named.
+fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// The host name of `host[:port]` or `[v6]:port`.
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     }
 }
 
@@ -594,14 +735,14 @@ fn connection_failure(error: &reqwest::Error) -> String {
 
 /// Loopback registries may be plain HTTP, like Docker allows: `localhost`, `127.0.0.0/8`, `::1`.
 pub fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
+    let name = host_name(host);
     name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
+        || name.parse::<IpAddr>().is_ok_and(|address| match address {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            v4 => v4.is_loopback(),
+        })
 }
 
 #[cfg(test)]
@@ -617,6 +758,7 @@ mod tests {
             "127.1.2.3",
             "[::1]:5000",
             "[::1]",
+            "[::ffff:127.0.0.1]:5000",
         ] {
             assert!(is_loopback(host), "{host}");
         }
@@ -625,6 +767,8 @@ mod tests {
             "10.0.0.1:5000",
             "localhost.example.com",
             "[2001:db8::1]:5000",
+            "0.0.0.0:5000",
+            "[::ffff:10.0.0.1]",
         ] {
             assert!(!is_loopback(host), "{host}");
         }

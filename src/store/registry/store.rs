@@ -8,14 +8,14 @@ use oci_spec::image::ImageIndex;
 use reqwest::header::{
     ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
 };
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::auth::repository_scope;
-use super::{RegistryClient, Request, status_error};
+use super::{RegistryClient, Reply, Request};
 use crate::model::reference::Digest;
 use crate::store::blob_stream::{self, BlobStream};
-use crate::store::error::{ErrorCode, StoreError};
+use crate::store::error::StoreError;
 use crate::store::{
     Descriptor, ManifestReference, MediaType, Store, StoredManifest, media_type, signature_tag,
 };
@@ -24,6 +24,10 @@ use crate::store::{
 const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// Manifests beyond this size are refused: the distribution spec suggests registries accept at least 4 MiB.
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// `get_blob` is for small blobs read whole (configs, signature payloads); layers are streamed.
+const MAX_SMALL_BLOB_BYTES: usize = 16 * 1024 * 1024;
+/// A page of a tag list: 1,000 tags of at most 128 characters, quoted, with room to spare.
+const MAX_TAG_LIST_BYTES: usize = 1024 * 1024;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -87,12 +91,12 @@ impl RegistryStore {
         &self,
         request: &Request<'_>,
         expected: &[StatusCode],
-    ) -> Result<Response, StoreError> {
-        let response = self.client.send(request).await?;
-        if expected.contains(&response.status()) {
-            Ok(response)
+    ) -> Result<Reply, StoreError> {
+        let reply = self.client.send(request).await?;
+        if expected.contains(&reply.status()) {
+            Ok(reply)
         } else {
-            Err(status_error(&request.method, &request.target, response, 1).await)
+            Err(reply.into_error(1).await)
         }
     }
 
@@ -110,8 +114,8 @@ impl RegistryStore {
             repository,
             true,
         );
-        let response = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
-        let mut location = location_of(&response, &start.target)?;
+        let reply = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
+        let mut location = location_of(&reply, &start.target)?;
         let chunk_size = self.client.settings.chunk_size.max(1);
         let mut chunks = blob.chunks;
         let mut pending = BytesMut::new();
@@ -146,10 +150,10 @@ impl RegistryStore {
                 .insert(CONTENT_LENGTH, header_value(&body.len().to_string()));
             offset += body.len();
             patch.body = Some(body);
-            let response = self
+            let reply = self
                 .expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
                 .await?;
-            location = location_of(&response, &patch.target)?;
+            location = location_of(&reply, &patch.target)?;
         }
         let separator = if location.contains('?') { '&' } else { '?' };
         let mut finish = self.request(
@@ -165,14 +169,35 @@ impl RegistryStore {
         if offset == 0 {
             finish.body = Some(pending.freeze());
         }
-        let response = self.client.send(&finish).await?;
-        match response.status() {
+        let reply = self.client.send(&finish).await?;
+        match reply.status() {
             StatusCode::CREATED => Ok(()),
             // The upload completed on an attempt whose answer was lost, so the session is gone: if the blob is
             // there, the upload did its job.
             StatusCode::NOT_FOUND if self.blob_size(repository, digest).await?.is_some() => Ok(()),
-            _ => Err(status_error(&finish.method, &finish.target, response, 1).await),
+            _ => Err(reply.into_error(1).await),
         }
+    }
+
+    /// The answer to `GET` of a blob that exists.
+    async fn blob_reply(&self, repository: &str, digest: &Digest) -> Result<Reply, StoreError> {
+        let request = self.request(
+            Method::GET,
+            format!("/v2/{repository}/blobs/{digest}"),
+            repository,
+            false,
+        );
+        let reply = self.client.send(&request).await?;
+        if reply.status() == StatusCode::NOT_FOUND {
+            return Err(StoreError::NotFound {
+                store: self.host.clone(),
+                reference: format!("{repository}@{digest}"),
+            });
+        }
+        if reply.status() != StatusCode::OK {
+            return Err(reply.into_error(1).await);
+        }
+        Ok(reply)
     }
 
     /// The referrers of a digest that are cosign signatures; `None` when the registry has no referrers API.
@@ -193,19 +218,19 @@ impl RegistryStore {
         request
             .headers
             .insert(ACCEPT, HeaderValue::from_static(media_type::OCI_INDEX));
-        let response = self.client.send(&request).await?;
-        let is_index = response
+        let reply = self.client.send(&request).await?;
+        let is_index = reply
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with(media_type::OCI_INDEX));
-        if response.status() != StatusCode::OK || !is_index {
+        if reply.status() != StatusCode::OK || !is_index {
             // Registries without the API answer 404 (distribution 2.8) or something that is not an index.
             self.client.remember_referrers(&self.host, false).await;
             return Ok(None);
         }
         self.client.remember_referrers(&self.host, true).await;
-        let body = read_body(response, &request.target).await?;
+        let body = reply.bytes(MAX_MANIFEST_BYTES, "a referrers index").await?;
         let index: ImageIndex =
             serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
                 store: self.host.clone(),
@@ -235,63 +260,39 @@ fn header_value(text: &str) -> HeaderValue {
 }
 
 /// The `Location` of an upload session, made absolute against the request it answered.
-fn location_of(response: &Response, request_target: &str) -> Result<String, StoreError> {
-    let location = response
+fn location_of(reply: &Reply, request_target: &str) -> Result<String, StoreError> {
+    let location = reply
         .headers()
         .get(LOCATION)
         .and_then(|value| value.to_str().ok())
         .ok_or_else(|| StoreError::Status {
             method: "POST".into(),
             url: request_target.to_owned(),
-            status: response.status().as_u16(),
+            status: reply.status().as_u16(),
             code: None,
             message: "the upload answer has no Location".into(),
             attempts: 1,
         })?;
-    Ok(match response.url().join(location) {
+    Ok(match reply.response.url().join(location) {
         Ok(url) => url.to_string(),
         Err(_) => location.to_owned(),
     })
 }
 
-/// The `Content-Length` header itself: for a HEAD answer, reqwest's `content_length()` is the length of the
-/// (empty) body it received.
-fn declared_length(response: &Response) -> Option<u64> {
-    response
-        .headers()
-        .get(CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-fn content_type(response: &Response) -> Option<String> {
-    let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+fn content_type(reply: &Reply) -> Option<String> {
+    let value = reply.headers().get(CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next().unwrap_or(value).trim().to_owned())
 }
 
-fn header_digest(response: &Response) -> Option<String> {
+fn header_digest(reply: &Reply) -> Option<String> {
     Some(
-        response
+        reply
             .headers()
             .get(DOCKER_CONTENT_DIGEST)?
             .to_str()
             .ok()?
             .to_owned(),
     )
-}
-
-async fn read_body(response: Response, url: &str) -> Result<Bytes, StoreError> {
-    response
-        .bytes()
-        .await
-        .map_err(|source| StoreError::Connection {
-            method: "GET".into(),
-            url: url.to_owned(),
-            attempts: 1,
-            source,
-        })
 }
 
 /// A manifest's own `mediaType` field, for registries that answer without a useful Content-Type.
@@ -315,29 +316,16 @@ impl Store for RegistryStore {
         reference: ManifestReference<'_>,
     ) -> Result<Option<StoredManifest>, StoreError> {
         let request = self.manifest_request(Method::GET, repository, reference);
-        let response = self.client.send(&request).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let reply = self.client.send(&request).await?;
+        if reply.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&request.method, &request.target, response, 1).await);
+        if reply.status() != StatusCode::OK {
+            return Err(reply.into_error(1).await);
         }
-        let announced = header_digest(&response);
-        let declared_type = content_type(&response);
-        let bytes = read_body(response, &request.target).await?;
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(StoreError::Status {
-                method: "GET".into(),
-                url: request.target.clone(),
-                status: 200,
-                code: Some(ErrorCode::SizeInvalid),
-                message: format!(
-                    "a manifest of {} bytes; at most {MAX_MANIFEST_BYTES} are accepted",
-                    bytes.len()
-                ),
-                attempts: 1,
-            });
-        }
+        let announced = header_digest(&reply);
+        let declared_type = content_type(&reply);
+        let bytes = reply.bytes(MAX_MANIFEST_BYTES, "a manifest").await?;
         let actual = Digest::of(&bytes);
         let expected = match reference {
             ManifestReference::Digest(digest) => Some(digest.to_string()),
@@ -366,16 +354,19 @@ impl Store for RegistryStore {
         reference: ManifestReference<'_>,
     ) -> Result<Option<Descriptor>, StoreError> {
         let request = self.manifest_request(Method::HEAD, repository, reference);
-        let response = self.client.send(&request).await?;
-        if response.status() == StatusCode::NOT_FOUND {
+        let reply = self.client.send(&request).await?;
+        if reply.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&request.method, &request.target, response, 1).await);
+        if reply.status() != StatusCode::OK {
+            return Err(reply.into_error(1).await);
         }
-        let size = declared_length(&response);
-        let digest = header_digest(&response).and_then(|digest| digest.parse::<Digest>().ok());
-        let media_type = content_type(&response);
+        // A size beyond the manifest cap is not a manifest this client would read.
+        let size = reply
+            .declared_length()
+            .filter(|size| *size <= MAX_MANIFEST_BYTES as u64);
+        let digest = header_digest(&reply).and_then(|digest| digest.parse::<Digest>().ok());
+        let media_type = content_type(&reply);
         match (size, digest, media_type) {
             (Some(size), Some(digest), Some(media_type))
                 if media_type::MANIFESTS.contains(&media_type.as_str()) =>
@@ -410,11 +401,11 @@ impl Store for RegistryStore {
             .headers
             .insert(CONTENT_TYPE, header_value(&manifest.media_type));
         request.body = Some(manifest.bytes.clone());
-        let response = self
+        let reply = self
             .expect(&request, &[StatusCode::CREATED, StatusCode::OK])
             .await?;
         let digest = manifest.digest();
-        if let Some(stored) = header_digest(&response) {
+        if let Some(stored) = header_digest(&reply) {
             if stored != digest.as_str() {
                 return Err(StoreError::DigestMismatch {
                     store: self.host.clone(),
@@ -438,16 +429,29 @@ impl Store for RegistryStore {
             repository,
             false,
         );
-        let response = self.client.send(&request).await?;
-        match response.status() {
-            StatusCode::OK => Ok(Some(declared_length(&response).unwrap_or_default())),
+        let reply = self.client.send(&request).await?;
+        match reply.status() {
+            StatusCode::OK => Ok(Some(reply.declared_length().unwrap_or_default())),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(status_error(&request.method, &request.target, response, 1).await),
+            _ => Err(reply.into_error(1).await),
         }
     }
 
     async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<Bytes, StoreError> {
-        blob_stream::collect(self.open_blob(repository, digest).await?).await
+        let reply = self.blob_reply(repository, digest).await?;
+        let bytes = reply
+            .bytes(MAX_SMALL_BLOB_BYTES, "a blob read whole")
+            .await?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(StoreError::DigestMismatch {
+                store: self.host.clone(),
+                reference: format!("{}/{repository}@{digest}", self.host),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
     }
 
     async fn put_blob(
@@ -461,32 +465,11 @@ impl Store for RegistryStore {
     }
 
     async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream, StoreError> {
-        let request = self.request(
-            Method::GET,
-            format!("/v2/{repository}/blobs/{digest}"),
-            repository,
-            false,
-        );
-        let response = self.client.send(&request).await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(StoreError::NotFound {
-                store: self.host.clone(),
-                reference: format!("{repository}@{digest}"),
-            });
-        }
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&request.method, &request.target, response, 1).await);
-        }
-        let size = declared_length(&response);
-        let url = request.target.clone();
-        let chunks = response.bytes_stream().map(move |chunk| {
-            chunk.map_err(|source| StoreError::Connection {
-                method: "GET".into(),
-                url: url.clone(),
-                attempts: 1,
-                source,
-            })
-        });
+        let reply = self.blob_reply(repository, digest).await?;
+        let size = reply.declared_length();
+        // The announced size buys the body time to arrive; the digest check and the caller's expected size
+        // (see `copy`) bound what a lying announcement can cost.
+        let chunks = reply.chunks(&self.client.settings.timeouts, size.unwrap_or_default());
         let reference = format!("{}/{repository}@{digest}", self.host);
         Ok(BlobStream {
             size,
@@ -517,10 +500,10 @@ impl Store for RegistryStore {
             repository_scope(repository, true),
             repository_scope(from_repository, false)
         );
-        let response = self
+        let reply = self
             .expect(&request, &[StatusCode::CREATED, StatusCode::ACCEPTED])
             .await?;
-        Ok(response.status() == StatusCode::CREATED)
+        Ok(reply.status() == StatusCode::CREATED)
     }
 
     async fn list_tags(&self, repository: &str) -> Result<Vec<String>, StoreError> {
@@ -533,15 +516,15 @@ impl Store for RegistryStore {
         let mut target = format!("/v2/{repository}/tags/list?n=1000");
         loop {
             let request = self.request(Method::GET, target.clone(), repository, false);
-            let response = self.client.send(&request).await?;
-            if response.status() == StatusCode::NOT_FOUND {
+            let reply = self.client.send(&request).await?;
+            if reply.status() == StatusCode::NOT_FOUND {
                 // distribution answers NAME_UNKNOWN for a repository pushed only by digest, or not at all.
                 return Ok(tags);
             }
-            if response.status() != StatusCode::OK {
-                return Err(status_error(&request.method, &request.target, response, 1).await);
+            if reply.status() != StatusCode::OK {
+                return Err(reply.into_error(1).await);
             }
-            let next = response
+            let next = reply
                 .headers()
                 .get(LINK)
                 .and_then(|value| value.to_str().ok())
@@ -552,7 +535,7 @@ impl Store for RegistryStore {
                         .trim_end_matches('>')
                         .to_owned()
                 });
-            let body = read_body(response, &request.target).await?;
+            let body = reply.bytes(MAX_TAG_LIST_BYTES, "a page of tags").await?;
             let page: TagList =
                 serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
                     store: self.host.clone(),
