@@ -94,7 +94,11 @@ trixie_tools_present() {
 fetch_trixie_tools() {
     local mirror
     mirror=$(system_debian_mirror)
-    mirror=${mirror:-http://deb.debian.org/debian}
+    # The mirror comes from this machine's own apt sources only: no host name is written here.
+    if [[ -z $mirror ]]; then
+        log "no Debian archive found in /etc/apt/sources.list or /etc/apt/sources.list.d; cannot fetch trixie tools"
+        return 1
+    fi
     log "fetching ${trixie_packages[*]} from trixie at $mirror into $tools_dir"
 
     mkdir -p "$apt_state/lists/partial" "$apt_state/cache/archives/partial" "$apt_state/debs" \
