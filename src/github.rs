@@ -31,9 +31,19 @@ const API_VERSION: &str = "2022-11-28";
 const JSON_MEDIA_TYPE: &str = "application/vnd.github+json";
 /// A file's bytes as they are, for files too large to come inline as base64.
 const RAW_MEDIA_TYPE: &str = "application/vnd.github.raw+json";
+/// The contents API serves files of up to 100 MB; an answer larger than this is not one of them.
+const ANSWER_LIMIT: usize = 128 * 1024 * 1024;
+/// Of an error answer, only this much is read for its message.
+const ERROR_ANSWER_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
+    #[error("{method} `{url}` answered with more than {limit} bytes; refused")]
+    TooLarge {
+        method: Method,
+        url: Url,
+        limit: usize,
+    },
     #[error("`{value}` is not a GitHub API URL: {reason}")]
     InvalidApiUrl { value: String, reason: &'static str },
     #[error("`{value}` is not a GitHub repository: expected `OWNER/NAME`")]
@@ -571,7 +581,8 @@ async fn success(method: Method, url: &Url, response: Response) -> Result<Respon
 async fn error_message(response: Response) -> String {
     let status = response.status();
     let fallback = || status.canonical_reason().unwrap_or("no message").to_owned();
-    match response.bytes().await {
+    let url = response.url().clone();
+    match read_bounded(Method::GET, &url, response, ERROR_ANSWER_LIMIT).await {
         Ok(bytes) => serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|body| body.message)
             .unwrap_or_else(|_| fallback()),
@@ -580,16 +591,44 @@ async fn error_message(response: Response) -> String {
 }
 
 async fn read_body(method: Method, url: &Url, response: Response) -> Result<Vec<u8>, GitHubError> {
-    response
-        .bytes()
-        .await
-        .map(|bytes| bytes.to_vec())
-        .map_err(|source| GitHubError::Connection {
-            method,
-            url: url.clone(),
-            attempts: 1,
-            source,
-        })
+    read_bounded(method, url, response, ANSWER_LIMIT).await
+}
+
+/// The body, refused once it passes `limit` bytes: the API is a peer, and its answer is read into memory.
+async fn read_bounded(
+    method: Method,
+    url: &Url,
+    mut response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, GitHubError> {
+    let too_large = || GitHubError::TooLarge {
+        method: method.clone(),
+        url: url.clone(),
+        limit,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|source| GitHubError::Connection {
+                method: method.clone(),
+                url: url.clone(),
+                attempts: 1,
+                source,
+            })?;
+        match chunk {
+            Some(chunk) if body.len() + chunk.len() > limit => return Err(too_large()),
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => return Ok(body),
+        }
+    }
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(

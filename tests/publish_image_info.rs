@@ -617,3 +617,26 @@ fn invalid_input_exits_2_before_any_request() {
     }
     assert!(server.requests().is_empty());
 }
+
+/// The API is a peer too: an answer announcing 200 MB is refused before it is read, in one line, exit 1.
+#[test]
+fn an_oversized_answer_is_refused_before_it_is_read() {
+    use common::hostile::{Answer, HostileRegistry, owned};
+    let api = HostileRegistry::start(|_| Answer::Whole {
+        status: 200,
+        headers: owned(&[
+            ("Content-Type", "application/json"),
+            ("Content-Length", "200000000"),
+        ]),
+        body: b"{}".to_vec(),
+    });
+    let (_folder, image_info) = image_info_file();
+    let ran = publish(&image_info, REPOSITORY, &format!("http://{}", api.host())).run();
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("more than 134217728 bytes"),
+        "{}",
+        ran.stderr
+    );
+    assert!(api.body_bytes_sent() < 1024 * 1024);
+}
