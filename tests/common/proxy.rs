@@ -52,6 +52,8 @@ struct Shared {
     upstream: String,
     applies_to: String,
     stopping: AtomicBool,
+    /// While set, every request is read and its connection closed without an answer.
+    cut: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -112,6 +114,7 @@ impl FaultProxy {
             upstream: upstream.to_owned(),
             applies_to: applies_to.to_owned(),
             stopping: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             state: Mutex::new(State {
                 faults: faults.into(),
                 ..State::default()
@@ -142,6 +145,18 @@ impl FaultProxy {
     /// Every request seen so far, in the order answered.
     pub fn requests(&self) -> Vec<ProxiedRequest> {
         self.shared.state().requests.clone()
+    }
+
+    /// From now on, every request is read and its connection closed without an answer, as if the network
+    /// between client and registry went down; the registry itself keeps running, so nothing it was writing is
+    /// torn. Requests already forwarded complete upstream.
+    pub fn cut(&self) {
+        self.shared.cut.store(true, Ordering::SeqCst);
+    }
+
+    /// Undoes [`FaultProxy::cut`].
+    pub fn mend(&self) {
+        self.shared.cut.store(false, Ordering::SeqCst);
     }
 
     /// The faults not yet used.
@@ -217,6 +232,9 @@ fn handle(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
     }
     let body = read_request_body(&mut reader, &request)?;
 
+    if shared.cut.load(Ordering::SeqCst) {
+        return answer_fault(shared, client, &request, &Fault::Reset);
+    }
     if let Some(fault) = shared.next_fault(&request.path) {
         return answer_fault(shared, client, &request, &fault);
     }
