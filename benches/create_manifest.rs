@@ -181,8 +181,9 @@ fn buildah_sample(folder: &Path, host: &str, images: &[Vec<TestImage>]) -> Optio
             .arg(storage.join("root"))
             .arg("--runroot")
             .arg(storage.join("run"))
+            // bookworm's buildah 1.28 ignores `STORAGE_DRIVER`; only the flag selects vfs.
+            .args(["--storage-driver", "vfs"])
             .args(arguments)
-            .env("STORAGE_DRIVER", "vfs")
             .env("BUILDAH_ISOLATION", "chroot")
             .output()
             .expect("buildah runs");

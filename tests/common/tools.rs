@@ -35,7 +35,8 @@ pub fn skopeo() -> PathBuf {
     require("skopeo")
 }
 
-/// The system's buildah; run it with `STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot`.
+/// The system's buildah; run it with `--storage-driver vfs` (1.28 ignores `STORAGE_DRIVER`) and
+/// `BUILDAH_ISOLATION=chroot`.
 pub fn buildah() -> PathBuf {
     require("buildah")
 }
