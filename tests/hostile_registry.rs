@@ -70,6 +70,25 @@ async fn within_patience<T>(operation: impl std::future::Future<Output = T>) -> 
     (result, started.elapsed())
 }
 
+fn example() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/post-build")
+}
+
+/// The example's post-build result in `folder`, ready for create-manifest: the stage that talks to a registry.
+fn example_image_info(folder: &std::path::Path) -> std::path::PathBuf {
+    let image_info = folder.join("image-info.json");
+    Imagepipe::new()
+        .args(["post-build", "--manifest"])
+        .arg(example().join("manifest.json"))
+        .arg("--fragments")
+        .arg(example().join("fragments"))
+        .arg("--output")
+        .arg(&image_info)
+        .run()
+        .succeeded();
+    image_info
+}
+
 fn carries_credentials(seen: &Seen) -> bool {
     seen.header("authorization").is_some()
 }
@@ -370,21 +389,11 @@ async fn the_stage_deadline_caps_every_request() {
 fn a_stage_against_a_stalling_registry_ends_at_its_timeout() {
     let stalled = HostileRegistry::start(|_| Answer::Stall);
     let work = tempfile::tempdir().expect("temp dir");
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/post-build");
-    let image_info = work.path().join("image-info.json");
-    Imagepipe::new()
-        .args(["post-build", "--manifest"])
-        .arg(example.join("manifest.json"))
-        .arg("--fragments")
-        .arg(example.join("fragments"))
-        .arg("--output")
-        .arg(&image_info)
-        .run()
-        .succeeded();
+    let image_info = example_image_info(work.path());
     let started = Instant::now();
     let ran = Imagepipe::new()
         .args(["create-manifest", "--manifest"])
-        .arg(example.join("manifest.json"))
+        .arg(example().join("manifest.json"))
         .arg("--image-info")
         .arg(&image_info)
         .args(["--staging-registry", &stalled.host(), "--timeout", "3s"])
@@ -407,20 +416,10 @@ fn a_stage_against_a_stalling_registry_ends_at_its_timeout() {
 fn a_loopback_tls_registry_without_its_ca_is_reported_as_untrusted() {
     let registry = Registry::start_tls_with_htpasswd(USER, PASSWORD);
     let work = tempfile::tempdir().expect("temp dir");
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/post-build");
-    let image_info = work.path().join("image-info.json");
-    Imagepipe::new()
-        .args(["post-build", "--manifest"])
-        .arg(example.join("manifest.json"))
-        .arg("--fragments")
-        .arg(example.join("fragments"))
-        .arg("--output")
-        .arg(&image_info)
-        .run()
-        .succeeded();
+    let image_info = example_image_info(work.path());
     let ran = Imagepipe::new()
         .args(["create-manifest", "--manifest"])
-        .arg(example.join("manifest.json"))
+        .arg(example().join("manifest.json"))
         .arg("--image-info")
         .arg(&image_info)
         .args(["--staging-registry", &registry.host()])
