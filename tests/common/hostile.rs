@@ -3,17 +3,15 @@
 //! the request it saw to the answer it sends, and reads back what it saw (headers included) and how much body it
 //! managed to send. Plain HTTP on 127.0.0.1, one request per connection; std threads, no dependencies.
 
-use std::collections::HashMap;
 use std::io::{self, BufRead as _, BufReader, Write as _};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
-use super::http::{
-    IO_TIMEOUT, RequestHead, TLS_HANDSHAKE_RECORD, read_head, read_request_body, reason,
-};
+use super::http::{RequestHead, read_head, read_request, reason};
+use super::server::{Connection, Server};
 
 /// How often a stalling or dribbling connection looks whether the server is stopping.
 const POLL: Duration = Duration::from_millis(50);
@@ -101,74 +99,50 @@ type Handler = Box<dyn Fn(&Seen) -> Answer + Send + Sync>;
 
 /// A running fake. Dropping it stops every connection, stalled ones included.
 pub struct HostileRegistry {
-    port: u16,
     shared: Arc<Shared>,
-    listener: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 struct Shared {
     handler: Handler,
-    stopping: AtomicBool,
     body_bytes_sent: AtomicU64,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    seen: Vec<Seen>,
-    sockets: HashMap<u64, TcpStream>,
-    threads: Vec<JoinHandle<()>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+    fn seen(&self) -> MutexGuard<'_, Vec<Seen>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl HostileRegistry {
     /// Listens on a free 127.0.0.1 port and answers each request with `handler`'s answer.
     pub fn start(handler: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Self {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding the fake's port");
-        let port = listener
-            .local_addr()
-            .expect("reading the fake's address")
-            .port();
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
-            stopping: AtomicBool::new(false),
             body_bytes_sent: AtomicU64::new(0),
-            state: Mutex::default(),
+            seen: Mutex::default(),
         });
-        let accepting = Arc::clone(&shared);
-        let listener = thread::Builder::new()
-            .name(format!("hostile-registry-{port}"))
-            .spawn(move || accept_loop(&listener, &accepting))
-            .expect("starting the fake's listener thread");
-        Self {
-            port,
-            shared,
-            listener: Some(listener),
-        }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("hostile-registry", move |connection, client| {
+            // The client going away mid-answer is what most of these tests provoke: not worth a word.
+            let _ = serve(&serving, connection, client);
+        });
+        Self { shared, server }
     }
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port())
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Every request seen so far, in the order they arrived.
     pub fn seen(&self) -> Vec<Seen> {
-        self.shared.state().seen.clone()
+        self.shared.seen().clone()
     }
 
     /// Body bytes the fake managed to hand to the kernel, over all answers.
@@ -177,76 +151,17 @@ impl HostileRegistry {
     }
 }
 
-impl Drop for HostileRegistry {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
-        if let Some(listener) = self.listener.take() {
-            let _ = listener.join();
-        }
-        let threads = {
-            let mut state = self.shared.state();
-            for socket in state.sockets.values() {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
-            std::mem::take(&mut state.threads)
-        };
-        for thread in threads {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let mut next_id = 0u64;
-    for client in listener.incoming() {
-        if shared.stopping() {
-            return;
-        }
-        let Ok(client) = client else { continue };
-        next_id += 1;
-        let id = next_id;
-        if let Ok(clone) = client.try_clone() {
-            shared.state().sockets.insert(id, clone);
-        }
-        let connection = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name(format!("hostile-registry-connection-{id}"))
-            .spawn(move || {
-                // The client going away mid-answer is what most of these tests provoke: not worth a word.
-                let _ = serve(&connection, &client);
-                let _ = client.shutdown(Shutdown::Both);
-                connection.state().sockets.remove(&id);
-            });
-        if let Ok(thread) = spawned {
-            shared.state().threads.push(thread);
-        }
-    }
-}
-
-fn serve(shared: &Shared, client: &TcpStream) -> io::Result<()> {
-    client.set_read_timeout(Some(IO_TIMEOUT))?;
-    client.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(client.try_clone()?);
-    // A TLS ClientHello: close at once, as a plain HTTP server answers one.
-    if reader.fill_buf()?.first() == Some(&TLS_HANDSHAKE_RECORD) {
-        return Ok(());
-    }
-    let Some(head) = read_head(&mut reader)? else {
+fn serve(shared: &Shared, connection: &Connection, client: &TcpStream) -> io::Result<()> {
+    let Some((request, _body)) = read_request(client)? else {
         return Ok(());
     };
-    let request = RequestHead::parse(&head)?;
-    if request.has_header_value("expect", "100-continue") {
-        (&*client).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    read_request_body(&mut reader, &request)?;
     let seen = Seen {
         method: request.method,
         path: request.path,
         headers: request.headers,
     };
     let answer = (shared.handler)(&seen);
-    shared.state().seen.push(seen);
+    shared.seen().push(seen);
     let mut out = client;
     match answer {
         Answer::Whole {
@@ -268,7 +183,7 @@ fn serve(shared: &Shared, client: &TcpStream) -> io::Result<()> {
             out.write_all(&response_head(status, &headers, None))?;
             let piece = [0u8; PIECE];
             let mut left = body_bytes;
-            while left > 0 && !shared.stopping() {
+            while left > 0 && !connection.stopping() {
                 let size = left.min(PIECE as u64) as usize;
                 out.write_all(&piece[..size])?;
                 shared
@@ -278,7 +193,7 @@ fn serve(shared: &Shared, client: &TcpStream) -> io::Result<()> {
             }
         }
         Answer::Stall => {
-            while !shared.stopping() {
+            while !connection.stopping() {
                 thread::sleep(POLL);
             }
         }
@@ -295,7 +210,7 @@ fn serve(shared: &Shared, client: &TcpStream) -> io::Result<()> {
                 shared.body_bytes_sent.fetch_add(1, Ordering::SeqCst);
                 let mut waited = Duration::ZERO;
                 while waited < every {
-                    if shared.stopping() {
+                    if connection.stopping() {
                         return Ok(());
                     }
                     thread::sleep(POLL);

@@ -1,15 +1,37 @@
 //! The bits of HTTP/1.1 that the test servers share (the fault proxy, the hostile registry): reading a request's
 //! head and body as a client sent them. Plain std I/O, no dependencies.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead as _, BufReader, Read, Write as _};
+use std::net::TcpStream;
 use std::time::Duration;
 
 /// Ends a connection that stalls (a client that never finishes its request, an upstream that never answers).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// The first byte of a TLS ClientHello.
-pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// The longest request or response head accepted.
 const HEAD_LIMIT: usize = 64 * 1024;
+
+/// The request on a fresh connection, head and body, with `Expect: 100-continue` answered; `None` when the
+/// peer closed before sending one, or opened with a TLS handshake (record type 22), which is closed at once, as
+/// a plain HTTP server answers one, so a client that tries HTTPS first falls back without waiting.
+pub fn read_request(client: &TcpStream) -> io::Result<Option<(RequestHead, Vec<u8>)>> {
+    client.set_read_timeout(Some(IO_TIMEOUT))?;
+    client.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = BufReader::new(client.try_clone()?);
+    if reader.fill_buf()?.first() == Some(&TLS_HANDSHAKE_RECORD) {
+        return Ok(None);
+    }
+    let Some(head) = read_head(&mut reader)? else {
+        return Ok(None);
+    };
+    let request = RequestHead::parse(&head)?;
+    if request.has_header_value("expect", "100-continue") {
+        (&*client).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let body = read_request_body(&mut reader, &request)?;
+    Ok(Some((request, body)))
+}
 
 /// The bytes up to and including the blank line ending a head, or None when the peer closed first.
 pub fn read_head(reader: &mut impl io::BufRead) -> io::Result<Option<Vec<u8>>> {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod images;
 pub mod proxy;
 pub mod registry;
+pub mod server;
 pub mod shared_data;
 pub mod tls;
 pub mod token_server;

@@ -5,18 +5,16 @@
 //! request. The `Host` header is forwarded unchanged, so the upload `Location` URLs the registry builds from it
 //! keep pointing at the proxy. Plain HTTP on loopback only; std threads, no dependencies.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, BufRead as _, BufReader, Read, Write as _};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use super::http::{
-    IO_TIMEOUT, RequestHead, TLS_HANDSHAKE_RECORD, invalid, is_hop_header, read_head,
-    read_request_body, reason,
+    IO_TIMEOUT, RequestHead, invalid, is_hop_header, read_head, read_request, reason,
 };
+use super::server::{Connection, Server};
 
 /// What the proxy does instead of forwarding a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +41,13 @@ pub struct ProxiedRequest {
 
 /// A running proxy. Dropping it stops the listener thread and every connection thread.
 pub struct FaultProxy {
-    port: u16,
     shared: Arc<Shared>,
-    listener: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 struct Shared {
     upstream: String,
     applies_to: String,
-    stopping: AtomicBool,
     /// While set, every request is read and its connection closed without an answer.
     cut: AtomicBool,
     state: Mutex<State>,
@@ -61,9 +57,6 @@ struct Shared {
 struct State {
     faults: VecDeque<Fault>,
     requests: Vec<ProxiedRequest>,
-    /// The sockets of connections in progress, shut down when the proxy stops so blocked threads wake up.
-    sockets: HashMap<u64, Vec<TcpStream>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Shared {
@@ -88,53 +81,34 @@ impl Shared {
             fault,
         });
     }
-
-    fn track(&self, connection: u64, socket: &TcpStream) {
-        if let Ok(clone) = socket.try_clone() {
-            self.state()
-                .sockets
-                .entry(connection)
-                .or_default()
-                .push(clone);
-        }
-    }
 }
 
 impl FaultProxy {
     /// Listens on a free 127.0.0.1 port and forwards to `upstream` (`127.0.0.1:PORT`); the first requests
     /// (that match `applies_to`, a substring of the request path, "" for all) get `faults` in order, one each.
     pub fn start(upstream: &str, applies_to: &str, faults: Vec<Fault>) -> Self {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding the proxy's port");
-        let port = listener
-            .local_addr()
-            .expect("reading the proxy's address")
-            .port();
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
             applies_to: applies_to.to_owned(),
-            stopping: AtomicBool::new(false),
             cut: AtomicBool::new(false),
             state: Mutex::new(State {
                 faults: faults.into(),
                 ..State::default()
             }),
         });
-        let accepting = Arc::clone(&shared);
-        let listener = thread::Builder::new()
-            .name(format!("fault-proxy-{port}"))
-            .spawn(move || accept_loop(&listener, &accepting))
-            .expect("starting the proxy's listener thread");
-        Self {
-            port,
-            shared,
-            listener: Some(listener),
-        }
+        let serving = Arc::clone(&shared);
+        let server = Server::start("fault-proxy", move |connection, client| {
+            if let Err(error) = handle(&serving, connection, client) {
+                // The client sees the connection close; say why on the test's stderr.
+                eprintln!("fault proxy: {error}");
+            }
+        });
+        Self { shared, server }
     }
 
     /// `127.0.0.1:PORT`, as in image references.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.server.port())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -165,72 +139,11 @@ impl FaultProxy {
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the listener from `accept`; it sees `stopping` and returns.
-        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
-        if let Some(listener) = self.listener.take() {
-            let _ = listener.join();
-        }
-        let threads = {
-            let mut state = self.shared.state();
-            for socket in state.sockets.values().flatten() {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
-            std::mem::take(&mut state.threads)
-        };
-        for thread in threads {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let next_id = AtomicU64::new(0);
-    for client in listener.incoming() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(client) = client else { continue };
-        let id = next_id.fetch_add(1, Ordering::SeqCst);
-        shared.track(id, &client);
-        let connection = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name(format!("fault-proxy-connection-{id}"))
-            .spawn(move || {
-                if let Err(error) = handle(&connection, id, &client) {
-                    // The client sees the connection close; say why on the test's stderr.
-                    eprintln!("fault proxy: connection {id}: {error}");
-                }
-                let _ = client.shutdown(Shutdown::Both);
-                connection.state().sockets.remove(&id);
-            });
-        match spawned {
-            Ok(thread) => shared.state().threads.push(thread),
-            Err(error) => eprintln!("fault proxy: cannot start a connection thread: {error}"),
-        }
-    }
-}
-
 /// Serves one connection: one request, one answer.
-fn handle(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
-    client.set_read_timeout(Some(IO_TIMEOUT))?;
-    client.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(client.try_clone()?);
-    // A TLS handshake (record type 22) to this plain HTTP proxy: close at once, as a plain HTTP server
-    // answers one, so a client that tries HTTPS first falls back without waiting for a timeout.
-    if reader.fill_buf()?.first() == Some(&TLS_HANDSHAKE_RECORD) {
-        return Ok(());
-    }
-    let Some(head) = read_head(&mut reader)? else {
-        return Ok(()); // closed before sending anything, such as the listener's wake-up call
+fn handle(shared: &Shared, connection: &Connection, client: &TcpStream) -> io::Result<()> {
+    let Some((request, body)) = read_request(client)? else {
+        return Ok(()); // closed before sending a request, or a TLS probe
     };
-    let request = RequestHead::parse(&head)?;
-    if request.has_header_value("expect", "100-continue") {
-        (&*client).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    let body = read_request_body(&mut reader, &request)?;
 
     if shared.cut.load(Ordering::SeqCst) {
         return answer_fault(shared, client, &request, &Fault::Reset);
@@ -250,7 +163,7 @@ fn handle(shared: &Shared, id: u64, client: &TcpStream) -> io::Result<()> {
             ));
         }
     };
-    shared.track(id, &upstream);
+    connection.track(&upstream);
     upstream.set_read_timeout(Some(IO_TIMEOUT))?;
     upstream.set_write_timeout(Some(IO_TIMEOUT))?;
     (&upstream).write_all(&request.forwarded_head())?;
