@@ -128,7 +128,7 @@ pub async fn run(
                     .with_context(|| format!("reading `{}`", entry.reference))?;
                 let repository = staged(reference.repository());
                 let outcome = signer
-                    .sign(&repository, &reference.name, &reference.digest)
+                    .sign(&repository, reference.name(), &reference.digest)
                     .await
                     .with_context(|| {
                         format!(

@@ -79,9 +79,15 @@ pub async fn run(
                         )
                     }
                 };
-                let verdict = verify(&store, &repository, &reference.name, &reference.digest, key)
-                    .await
-                    .with_context(|| format!("checking the signatures of `{}`", entry.reference))?;
+                let verdict = verify(
+                    &store,
+                    &repository,
+                    reference.name(),
+                    &reference.digest,
+                    key,
+                )
+                .await
+                .with_context(|| format!("checking the signatures of `{}`", entry.reference))?;
                 Ok::<_, anyhow::Error>(Checked {
                     reference: entry.reference,
                     verdict,
