@@ -102,6 +102,7 @@ pub async fn run(
     let manifest = inputs::load_manifest(&manifest, &variables)?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::CreateManifest)?;
+    inputs::require_manifest_registry(&info, &image_info, &manifest)?;
     let public_registry = manifest.registry.clone().unwrap_or_default();
 
     let client = Arc::new(RegistryClient::new(client)?);

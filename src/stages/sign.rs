@@ -74,6 +74,7 @@ pub async fn run(
     info.pipeline.require(Stage::Sign)?;
     if let Some((manifest, variables)) = &manifest {
         let manifest = inputs::load_manifest(manifest, variables)?;
+        inputs::require_manifest_registry(&info, &image_info, &manifest)?;
         require_indexes(&manifest, &info, &image_info)?;
     }
     require_recorded_indexes(&info)?;
