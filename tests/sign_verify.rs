@@ -564,6 +564,67 @@ async fn referrers_mode_needs_the_referrers_api() {
     assert_eq!(chain.signature_layers().await, 3);
 }
 
+/// Every tag of the staging repository under `prefix`.
+async fn tags_under(chain: &Chain, prefix: &str) -> Vec<String> {
+    chain
+        .store
+        .list_tags(&staged_repository(prefix))
+        .await
+        .expect("lists")
+}
+
+#[tokio::test]
+async fn signing_a_staging_prefix_that_holds_none_of_the_digests_is_refused_naming_them_all() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, _) = chain.key_pair("release");
+    let before = std::fs::read(&chain.info).expect("reads");
+    let mut arguments = chain.sign_arguments(&private_key);
+    let prefix = arguments
+        .iter()
+        .position(|argument| *argument == chain.prefix)
+        .expect("prefix flag");
+    arguments[prefix] = "staging/8".to_owned();
+    let (code, _, stderr) = chain.run(&strings(&arguments));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("3 of 3 digests are not in staging"),
+        "{stderr}"
+    );
+    for digest in chain.digests() {
+        assert!(stderr.contains(digest.as_str()), "{digest}: {stderr}");
+    }
+    assert!(
+        stderr.contains("hint: ") && stderr.contains("--staging-prefix"),
+        "{stderr}"
+    );
+    assert_eq!(tags_under(&chain, "staging/8").await, Vec::<String>::new());
+    assert_eq!(std::fs::read(&chain.info).expect("reads"), before);
+}
+
+#[tokio::test]
+async fn one_digest_missing_from_staging_means_nothing_is_signed() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, _) = chain.key_pair("release");
+    let absent = Digest::of(b"never pushed");
+    let mut info = read_json(&chain.info);
+    let platform = &mut info["repos"][0]["images"][0]["platforms"][0]["digest"];
+    let recorded = platform.as_str().expect("digest").to_owned();
+    let (name, _) = recorded.rsplit_once('@').expect("@");
+    *platform = format!("{name}@{absent}").into();
+    std::fs::write(&chain.info, info.to_string()).expect("writes");
+
+    let (code, _, stderr) = chain.run(&strings(&chain.sign_arguments(&private_key)));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("1 of 3 digests are not in staging"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(absent.as_str()), "{stderr}");
+    assert_eq!(chain.signature_layers().await, 0, "nothing was signed");
+}
+
 #[tokio::test]
 async fn a_digest_renamed_to_another_repository_is_invalid_input_and_not_signed() {
     let chain = Chain::start(Some("registry.example.com")).await;
