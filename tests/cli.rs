@@ -261,3 +261,36 @@ fn repository_names_that_break_out_of_url_paths_are_invalid_input() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_staging_prefix_that_is_not_a_repository_path_is_invalid_input() {
+    let hostile = "../../v2/x?y#z";
+    let staging = [
+        "--staging-registry",
+        "127.0.0.1:1",
+        "--staging-prefix",
+        hostile,
+    ];
+    let commands: [&[&str]; 5] = [
+        &[
+            "create-manifest",
+            "--manifest",
+            "m.json",
+            "--image-info",
+            "i.json",
+        ],
+        &["sign", "--image-info", "i.json", "--key", "k.key"],
+        &["verify", "--image-info", "i.json", "--key", "k.pub"],
+        &["test", "--manifest", "m.json", "--image-info", "i.json"],
+        &["publish", "--image-info", "i.json", "--output", "o.json"],
+    ];
+    for command in commands {
+        let arguments: Vec<&str> = command.iter().chain(&staging).copied().collect();
+        let (code, _, stderr) = imagepipe(&arguments);
+        assert_eq!(code, Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`--staging-prefix` is `{hostile}`: expected")),
+            "{command:?}: {stderr}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ use crate::inputs;
 use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{Refusal, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::copy::{Copier, CopyStats};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
@@ -99,6 +99,7 @@ pub async fn run(
         jobs,
         client,
     } = settings;
+    check_staging_prefix(staging_prefix.as_deref())?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     let mut required = vec![Stage::PostBuild, Stage::CreateManifest];
     if allow_unsigned {

@@ -25,7 +25,7 @@ use crate::model::placement::place_images;
 use crate::model::reference::DigestReference;
 use crate::sign::keys::{KeySource, SigningKey};
 use crate::sign::signer::{Signer, Storage};
-use crate::stages::{Refusal, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
 
@@ -74,6 +74,7 @@ pub async fn run(
         mode,
         client,
     } = settings;
+    check_staging_prefix(staging_prefix.as_deref())?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::Sign)?;
     if let Some((manifest, variables)) = &manifest {
