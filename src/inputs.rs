@@ -9,6 +9,7 @@ use crate::model::image_info::ImageInfo;
 use crate::model::issue::{Issue, JsonPath, quoted};
 use crate::model::manifest::Manifest;
 use crate::model::merge::Fragment;
+use crate::model::naming::PublicRegistry;
 
 const MANIFEST_DOCUMENT: &str = "a manifest.json document (see `imagepipe schema manifest`)";
 const IMAGE_INFO_DOCUMENT: &str = "an image-info.json document (see `imagepipe schema image-info`)";
@@ -145,6 +146,25 @@ pub fn load_image_info(file: &Path) -> Result<ImageInfo, InputError> {
     let issues = info.check(file);
     if issues.is_empty() {
         Ok(info)
+    } else {
+        Err(InputError::Invalid {
+            file: file.to_owned(),
+            issues,
+        })
+    }
+}
+
+/// Refuses image-info whose digests name another registry than `manifest`'s: the name is what gets signed and
+/// published. (Loading already held the file to the registry most of its digests name.)
+pub fn require_manifest_registry(
+    info: &ImageInfo,
+    file: &Path,
+    manifest: &Manifest,
+) -> Result<(), InputError> {
+    let public = PublicRegistry::from_manifest(manifest.registry.as_deref());
+    let issues = info.check_registry(file, &public);
+    if issues.is_empty() {
+        Ok(())
     } else {
         Err(InputError::Invalid {
             file: file.to_owned(),

@@ -201,3 +201,96 @@ fn real_files_and_our_output_satisfy_the_schemas() {
         .expect("check-jsonschema runs");
     assert!(!refused.status.success());
 }
+
+#[test]
+fn repository_names_that_break_out_of_url_paths_are_invalid_input() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let digest = format!("sha256:{}", "1".repeat(64));
+    let hostile = "ACME/../../v2/x?y#z";
+    let cases = [
+        (
+            "digest",
+            serde_json::json!({"schemaVersion": "2.0", "repos": [{"repo": "acme/app", "images": [{"platforms": [
+                {"dockerfile": "d", "digest": format!("{hostile}@{digest}"), "osType": "Linux", "architecture": "amd64"}]}]}]}),
+            "repos[0].images[0].platforms[0].digest",
+        ),
+        (
+            "registry",
+            serde_json::json!({"schemaVersion": "2.0", "repos": [{"repo": "acme/app", "images": [{"platforms": [
+                {"dockerfile": "d", "digest": format!("evil.example.net:99999/acme/app@{digest}"), "osType": "Linux", "architecture": "amd64"}]}]}]}),
+            "repos[0].images[0].platforms[0].digest",
+        ),
+        (
+            "repo",
+            serde_json::json!({"schemaVersion": "2.0", "repos": [{"repo": hostile, "images": []}]}),
+            "repos[0].repo",
+        ),
+    ];
+    for (name, content, json_path) in cases {
+        let info = folder.path().join(format!("{name}.json"));
+        fs::write(&info, content.to_string()).expect("writes");
+        let (code, _, stderr) =
+            imagepipe(&["validate", "--image-info", info.to_str().expect("utf-8")]);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{name}: {stderr}");
+        assert!(
+            errors[0].contains(&format!("`{}` at `{json_path}`: found ", info.display())),
+            "{name}: {stderr}"
+        );
+        assert!(errors[0].contains(", expected "), "{name}: {stderr}");
+    }
+
+    let manifest = folder.path().join("manifest.json");
+    fs::write(
+        &manifest,
+        r#"{"registry": "evil.example.net/../v2", "repos": [{"name": "acme/app", "images": []}]}"#,
+    )
+    .expect("writes");
+    let (code, _, stderr) =
+        imagepipe(&["validate", "--manifest", manifest.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "`{}` at `registry`: found `evil.example.net/../v2`",
+            manifest.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_staging_prefix_that_is_not_a_repository_path_is_invalid_input() {
+    let hostile = "../../v2/x?y#z";
+    let staging = [
+        "--staging-registry",
+        "127.0.0.1:1",
+        "--staging-prefix",
+        hostile,
+    ];
+    let commands: [&[&str]; 5] = [
+        &[
+            "create-manifest",
+            "--manifest",
+            "m.json",
+            "--image-info",
+            "i.json",
+        ],
+        &["sign", "--image-info", "i.json", "--key", "k.key"],
+        &["verify", "--image-info", "i.json", "--key", "k.pub"],
+        &["test", "--manifest", "m.json", "--image-info", "i.json"],
+        &["publish", "--image-info", "i.json", "--output", "o.json"],
+    ];
+    for command in commands {
+        let arguments: Vec<&str> = command.iter().chain(&staging).copied().collect();
+        let (code, _, stderr) = imagepipe(&arguments);
+        assert_eq!(code, Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`--staging-prefix` is `{hostile}`: expected")),
+            "{command:?}: {stderr}"
+        );
+    }
+}

@@ -311,3 +311,41 @@ fn flags_also_come_from_the_environment() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(output.exists());
 }
+
+#[test]
+fn a_fragment_naming_a_hostile_repository_is_refused() {
+    let mut hostile = fragment(vec![platform("src/app/amd64/Dockerfile", "amd64", "a")]);
+    let digest = format!(
+        "registry.example.com/ACME/../../v2/x?y#z@sha256:{}",
+        "a".repeat(64)
+    );
+    hostile["repos"][0]["images"][0]["platforms"][0]["digest"] = digest.clone().into();
+    let folder = fragments_with(&[("hostile.json", hostile)]);
+    let output = folder.path().join("out.json");
+    let Ran { code, stderr, .. } = post_build(folder.path(), &output).run();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("hostile.json` at `repos[0].images[0].platforms[0].digest`: found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ACME/../../v2/x?y#z"), "{stderr}");
+    assert!(!output.exists());
+}
+
+#[test]
+fn a_fragment_naming_another_registry_than_the_manifest_is_refused() {
+    let mut foreign = fragment(vec![platform("src/app/amd64/Dockerfile", "amd64", "a")]);
+    let digest = format!("evil.example.net/acme/app@sha256:{}", "a".repeat(64));
+    foreign["repos"][0]["images"][0]["platforms"][0]["digest"] = digest.into();
+    let folder = tempfile::tempdir().expect("temp dir");
+    fs::write(folder.path().join("foreign.json"), foreign.to_string()).expect("writes");
+    let output = folder.path().join("out.json");
+    let Ran { code, stderr, .. } = post_build(folder.path(), &output).run();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("foreign.json` at `repos[0].images[0].platforms[0].digest`: found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("registry.example.com"), "{stderr}");
+    assert!(!output.exists());
+}

@@ -436,6 +436,99 @@ async fn a_dry_run_touches_nothing() {
     assert!(!release.folder.path().join("final.json").exists());
 }
 
+/// Asserts that the public registry holds none of `release`'s manifests and tags, and that no final image-info
+/// was written: what a refusal must leave behind.
+async fn nothing_published(release: &Release) {
+    let public = RegistryStore::new(client(), &release.public.host());
+    for (repository, digest) in release.digests() {
+        assert_eq!(
+            public
+                .head_manifest(&repository, ManifestReference::Digest(&digest))
+                .await
+                .expect("reads"),
+            None,
+            "{repository}@{digest} was copied"
+        );
+        assert_eq!(
+            public.list_tags(&repository).await.expect("lists"),
+            Vec::<String>::new(),
+            "{repository} was tagged"
+        );
+    }
+    assert!(!release.folder.path().join("final.json").exists());
+}
+
+#[tokio::test]
+async fn a_sign_entry_written_into_the_ledger_by_hand_publishes_nothing() {
+    let release = Release::build(1, false).await;
+    let mut info = read_json(&release.info);
+    let stages = info["pipeline"]["stages"].as_array_mut().expect("ledger");
+    stages.push(
+        json!({"stage": "sign", "completed": "2030-01-01T00:00:00Z", "tool": "imagepipe 0.1.0"}),
+    );
+    std::fs::write(&release.info, info.to_string()).expect("writes");
+
+    let (code, _, stderr) = release.publish(&[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("3 of 3 digests have no signature in staging"),
+        "{stderr}"
+    );
+    for (_, digest) in release.digests() {
+        assert!(stderr.contains(digest.as_str()), "{digest}: {stderr}");
+    }
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(stderr.contains("--allow-unsigned"), "{stderr}");
+    nothing_published(&release).await;
+}
+
+#[tokio::test]
+async fn signature_records_without_signature_objects_in_staging_publish_nothing() {
+    // Signed under staging/9; the same images (not their signatures) copied to staging/10, and one signature.
+    let release = Release::build(1, true).await;
+    let staging = RegistryStore::new(client(), &release.staging.host());
+    let (from, to) = (
+        format!("{PREFIX}/acme/app-0"),
+        "staging/10/acme/app-0".to_owned(),
+    );
+    let copier = imagepipe::store::copy::Copier {
+        source: &staging,
+        from: &from,
+        target: &staging,
+        to: &to,
+        same_store: true,
+    };
+    let digests = release.digests();
+    for (_, digest) in &digests {
+        copier.copy_manifest(digest).await.expect("copies");
+    }
+    let (_, signed) = &digests[0];
+    copier.copy_signatures(signed).await.expect("copies");
+    let info = read_json(&release.info);
+    assert!(
+        info["repos"][0]["images"][0]["platforms"][0]["signatures"][0]["digest"].is_string(),
+        "image-info records the signatures: {info}"
+    );
+
+    let mut arguments = release.publish_arguments(&release.folder.path().join("final.json"));
+    let prefix = arguments
+        .iter()
+        .position(|argument| argument == PREFIX)
+        .expect("prefix flag");
+    arguments[prefix] = "staging/10".to_owned();
+    let Ran { code, stderr, .. } = imagepipe(&strings(&arguments));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("2 of 3 digests have no signature in staging"),
+        "{stderr}"
+    );
+    for (_, digest) in &digests[1..] {
+        assert!(stderr.contains(digest.as_str()), "{digest}: {stderr}");
+    }
+    assert!(!stderr.contains(signed.as_str()), "{stderr}");
+    nothing_published(&release).await;
+}
+
 #[tokio::test]
 async fn unsigned_releases_are_refused_unless_allowed() {
     let release = Release::build(1, false).await;

@@ -563,3 +563,118 @@ async fn referrers_mode_needs_the_referrers_api() {
     chain.succeed(&strings(&auto));
     assert_eq!(chain.signature_layers().await, 3);
 }
+
+/// Every tag of the staging repository under `prefix`.
+async fn tags_under(chain: &Chain, prefix: &str) -> Vec<String> {
+    chain
+        .store
+        .list_tags(&staged_repository(prefix))
+        .await
+        .expect("lists")
+}
+
+#[tokio::test]
+async fn signing_a_staging_prefix_that_holds_none_of_the_digests_is_refused_naming_them_all() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, _) = chain.key_pair("release");
+    let before = std::fs::read(&chain.info).expect("reads");
+    let mut arguments = chain.sign_arguments(&private_key);
+    let prefix = arguments
+        .iter()
+        .position(|argument| *argument == chain.prefix)
+        .expect("prefix flag");
+    arguments[prefix] = "staging/8".to_owned();
+    let (code, _, stderr) = chain.run(&strings(&arguments));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("3 of 3 digests are not in staging"),
+        "{stderr}"
+    );
+    for digest in chain.digests() {
+        assert!(stderr.contains(digest.as_str()), "{digest}: {stderr}");
+    }
+    assert!(
+        stderr.contains("hint: ") && stderr.contains("--staging-prefix"),
+        "{stderr}"
+    );
+    assert_eq!(tags_under(&chain, "staging/8").await, Vec::<String>::new());
+    assert_eq!(std::fs::read(&chain.info).expect("reads"), before);
+}
+
+#[tokio::test]
+async fn one_digest_missing_from_staging_means_nothing_is_signed() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, _) = chain.key_pair("release");
+    let absent = Digest::of(b"never pushed");
+    let mut info = read_json(&chain.info);
+    let platform = &mut info["repos"][0]["images"][0]["platforms"][0]["digest"];
+    let recorded = platform.as_str().expect("digest").to_owned();
+    let (name, _) = recorded.rsplit_once('@').expect("@");
+    *platform = format!("{name}@{absent}").into();
+    std::fs::write(&chain.info, info.to_string()).expect("writes");
+
+    let (code, _, stderr) = chain.run(&strings(&chain.sign_arguments(&private_key)));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("1 of 3 digests are not in staging"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(absent.as_str()), "{stderr}");
+    assert_eq!(chain.signature_layers().await, 0, "nothing was signed");
+}
+
+#[tokio::test]
+async fn a_digest_renamed_to_another_repository_is_invalid_input_and_not_signed() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, _) = chain.key_pair("release");
+    let original = std::fs::read(&chain.info).expect("reads");
+    let rename = |name: &str| {
+        let mut info: Value = serde_json::from_slice(&original).expect("JSON");
+        let platform = &mut info["repos"][0]["images"][0]["platforms"][0]["digest"];
+        let recorded = platform.as_str().expect("digest").to_owned();
+        let (_, digest) = recorded.rsplit_once('@').expect("@");
+        *platform = format!("{name}@{digest}").into();
+        std::fs::write(&chain.info, info.to_string()).expect("writes");
+        format!("{name}@{digest}")
+    };
+    for (name, found) in [
+        ("evil.example.net/other/thing", "repository `other/thing`"),
+        ("evil.example.net/acme/app", "registry `evil.example.net`"),
+    ] {
+        let reference = rename(name);
+        let (code, _, stderr) = chain.run(&["validate", "--image-info", &path(&chain.info)]);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{name}: {stderr}");
+        for part in [
+            path(&chain.info).as_str(),
+            "repos[0].images[0].platforms[0].digest",
+            found,
+            &reference,
+        ] {
+            assert!(errors[0].contains(part), "{name}: `{part}` in {stderr}");
+        }
+        let (code, _, stderr) = chain.run(&strings(&chain.sign_arguments(&private_key)));
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert_eq!(chain.signature_layers().await, 0, "{name}: nothing signed");
+    }
+
+    // Every digest renamed to another registry agrees with itself; the manifest knows the public registry.
+    let renamed = String::from_utf8(original)
+        .expect("UTF-8")
+        .replace("registry.example.com/", "evil.example.net/");
+    std::fs::write(&chain.info, renamed).expect("writes");
+    let mut arguments = chain.sign_arguments(&private_key);
+    arguments.extend(["--manifest".to_owned(), path(&chain.manifest)]);
+    let (code, _, stderr) = chain.run(&strings(&arguments));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("evil.example.net"), "{stderr}");
+    assert!(stderr.contains("registry.example.com"), "{stderr}");
+    assert_eq!(chain.signature_layers().await, 0, "nothing signed");
+}

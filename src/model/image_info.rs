@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::issue::{FirstSeen, Issue, JsonPath, quoted};
 use super::ledger::Pipeline;
 use super::manifest::Extra;
+use super::naming::{PublicRegistry, check_digest_name};
 use super::platform::{self, ARCHITECTURES, OPERATING_SYSTEMS, PlatformIdentity};
-use super::reference::{DigestReference, is_valid_tag};
+use super::reference::{REPOSITORY_RULE, is_valid_repository, is_valid_tag};
 
 /// The version this product writes.
 pub const SCHEMA_VERSION: &str = "2.0";
@@ -232,8 +233,10 @@ impl ImageInfo {
         counts
     }
 
-    /// Checks what serde cannot: digest and tag syntax, known platforms, no platform recorded twice.
+    /// Checks what serde cannot: digest and tag syntax, known platforms, no platform recorded twice, and the names
+    /// of digests (see [`super::naming`]), whose registry must be the one most of the file's digests name.
     pub fn check(&self, file: &Path) -> Vec<Issue> {
+        let public = PublicRegistry::from_file(self);
         let mut issues = Vec::new();
         if !READABLE_SCHEMA_VERSIONS.contains(&self.schema_version.as_str()) {
             issues.push(Issue::new(
@@ -245,16 +248,32 @@ impl ImageInfo {
         }
         for (repo_index, repo) in self.repos.iter().enumerate() {
             let repo_path = JsonPath::root().key("repos").index(repo_index);
+            let repository = is_valid_repository(&repo.repo).then_some(repo.repo.as_str());
+            if repository.is_none() {
+                issues.push(Issue::new(
+                    file,
+                    repo_path.key("repo"),
+                    quoted(&repo.repo),
+                    REPOSITORY_RULE,
+                ));
+            }
+            let check_name = |path, text: &str, repository| {
+                check_digest_name(file, path, text, repository, &public)
+            };
             for (image_index, image) in repo.images.iter().enumerate() {
                 let image_path = repo_path.key("images").index(image_index);
                 if let Some(manifest) = &image.manifest {
                     let manifest_path = image_path.key("manifest");
-                    check_digest(
-                        file,
+                    issues.extend(check_name(
                         manifest_path.key("digest"),
                         &manifest.digest,
-                        &mut issues,
-                    );
+                        repository,
+                    ));
+                    // A syndicated copy is the index under another repository: only its registry is fixed.
+                    for (index, syndicated) in manifest.syndicated_digests.iter().enumerate() {
+                        let path = manifest_path.key("syndicatedDigests").index(index);
+                        issues.extend(check_name(path, syndicated, None));
+                    }
                     check_tags(
                         file,
                         &manifest_path.key("sharedTags"),
@@ -267,6 +286,7 @@ impl ImageInfo {
                 let mut identities = FirstSeen::default();
                 for (platform_index, entry) in image.platforms.iter().enumerate() {
                     let path = image_path.key("platforms").index(platform_index);
+                    issues.extend(check_name(path.key("digest"), &entry.digest, repository));
                     check_platform(file, &path, entry, &mut issues);
                     if let Some(first) = identities.repeat_of(entry.identity(), &path) {
                         issues.push(Issue::new(
@@ -305,7 +325,61 @@ pub struct DigestEntry {
     pub reference: String,
 }
 
+impl DigestEntry {
+    /// Where the entry stands in the file.
+    pub fn path(&self) -> JsonPath {
+        let image = JsonPath::root()
+            .key("repos")
+            .index(self.repo)
+            .key("images")
+            .index(self.image);
+        match self.slot {
+            DigestSlot::Platform(index) => image.key("platforms").index(index).key("digest"),
+            DigestSlot::Index => image.key("manifest").key("digest"),
+            DigestSlot::Syndicated(index) => {
+                image.key("manifest").key("syndicatedDigests").index(index)
+            }
+        }
+    }
+}
+
 impl ImageInfo {
+    /// Every digest reference as written, in the order of [`ImageInfo::digest_entries`].
+    pub fn digest_references(&self) -> impl Iterator<Item = &str> {
+        self.repos
+            .iter()
+            .flat_map(|repo| &repo.images)
+            .flat_map(|image| {
+                let platforms = image
+                    .platforms
+                    .iter()
+                    .map(|platform| platform.digest.as_str());
+                let index = image.manifest.iter().flat_map(|manifest| {
+                    std::iter::once(manifest.digest.as_str())
+                        .chain(manifest.syndicated_digests.iter().map(String::as_str))
+                });
+                platforms.chain(index)
+            })
+    }
+
+    /// Checks that every digest names `public`, once a stage knows the public registry from the manifest. The
+    /// rest of the names rule was checked on loading.
+    pub fn check_registry(&self, file: &Path, public: &PublicRegistry<'_>) -> Vec<Issue> {
+        self.digest_entries()
+            .into_iter()
+            .filter_map(|entry| {
+                let repository = match entry.slot {
+                    DigestSlot::Platform(_) | DigestSlot::Index => {
+                        Some(self.repos[entry.repo].repo.as_str())
+                            .filter(|repository| is_valid_repository(repository))
+                    }
+                    DigestSlot::Syndicated(_) => None,
+                };
+                check_digest_name(file, entry.path(), &entry.reference, repository, public)
+            })
+            .collect()
+    }
+
     /// Every digest: each platform's, each index's and each syndicated copy's, in file order.
     pub fn digest_entries(&self) -> Vec<DigestEntry> {
         let mut entries = Vec::new();
@@ -357,7 +431,6 @@ pub struct Counts {
 }
 
 fn check_platform(file: &Path, path: &JsonPath, entry: &PlatformData, issues: &mut Vec<Issue>) {
-    check_digest(file, path.key("digest"), &entry.digest, issues);
     if !OPERATING_SYSTEMS.contains(&platform::canonical_os(&entry.os_type).as_str()) {
         issues.push(Issue::new(
             file,
@@ -377,17 +450,6 @@ fn check_platform(file: &Path, path: &JsonPath, entry: &PlatformData, issues: &m
         ));
     }
     check_tags(file, &path.key("simpleTags"), &entry.simple_tags, issues);
-}
-
-fn check_digest(file: &Path, path: JsonPath, digest: &str, issues: &mut Vec<Issue>) {
-    if digest.parse::<DigestReference>().is_err() {
-        issues.push(Issue::new(
-            file,
-            path,
-            quoted(digest),
-            "`registry/repository@sha256:<64 hex digits>`",
-        ));
-    }
 }
 
 fn check_tags(file: &Path, path: &JsonPath, tags: &[String], issues: &mut Vec<Issue>) {
@@ -514,6 +576,101 @@ mod tests {
                 "repos[0].images[0].platforms[1].osType",
                 "repos[0].images[0].platforms[1].architecture",
             ]
+        );
+    }
+
+    #[test]
+    fn check_holds_every_digest_to_its_repository_and_the_public_registry() {
+        let hex = "1".repeat(64);
+        let named = |name: &str| format!("{name}@sha256:{hex}");
+        let file = |repo: &str, platform: &str, index: &str, syndicated: &str| {
+            serde_json::json!({"schemaVersion": "2.0", "repos": [{"repo": repo, "images": [{
+                "manifest": {"digest": named(index), "sharedTags": ["1"], "syndicatedDigests": [named(syndicated)]},
+                "platforms": [{"dockerfile": "a", "digest": named(platform), "osType": "Linux", "architecture": "amd64"}]
+            }]}]})
+        };
+        let good = "registry.example/team/app";
+        let cases: [(&str, serde_json::Value, &[&str]); 6] = [
+            (
+                "as built",
+                file("team/app", good, good, "registry.example/team/copy"),
+                &[],
+            ),
+            (
+                "another repository",
+                file("team/app", "evil.example/other/thing", good, good),
+                &["repos[0].images[0].platforms[0].digest"],
+            ),
+            (
+                "another repository, same registry",
+                file("team/app", good, "registry.example/other/thing", good),
+                &["repos[0].images[0].manifest.digest"],
+            ),
+            (
+                "a syndicated copy in another registry",
+                file("team/app", good, good, "evil.example/team/copy"),
+                &["repos[0].images[0].manifest.syndicatedDigests[0]"],
+            ),
+            (
+                "a hostile repository",
+                file("ACME/../../v2/x?y#z", good, good, good),
+                &["repos[0].repo"],
+            ),
+            (
+                "a hostile digest name",
+                file(
+                    "team/app",
+                    "registry.example/ACME/../../v2/x?y#z",
+                    good,
+                    good,
+                ),
+                &["repos[0].images[0].platforms[0].digest"],
+            ),
+        ];
+        for (case, content, expected) in cases {
+            let info: ImageInfo = serde_json::from_value(content).expect("parses");
+            let paths: Vec<String> = info
+                .check(Path::new("image-info.json"))
+                .iter()
+                .map(|issue| issue.path.to_string())
+                .collect();
+            assert_eq!(paths, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn check_registry_holds_every_digest_to_the_manifest_registry() {
+        let hex = "1".repeat(64);
+        let info: ImageInfo = serde_json::from_value(serde_json::json!({"schemaVersion": "2.0",
+            "repos": [{"repo": "team/app", "images": [{
+                "manifest": {"digest": format!("evil.example/team/app@sha256:{hex}"), "sharedTags": ["1"]},
+                "platforms": [{"dockerfile": "a", "digest": format!("evil.example/team/app@sha256:{hex}"),
+                    "osType": "Linux", "architecture": "amd64"}]}]}]}))
+        .expect("parses");
+        let file = Path::new("image-info.json");
+        assert_eq!(info.check(file), Vec::new(), "the file agrees with itself");
+        let issues = info.check_registry(
+            file,
+            &PublicRegistry::from_manifest(Some("registry.example")),
+        );
+        let paths: Vec<String> = issues.iter().map(|issue| issue.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "repos[0].images[0].platforms[0].digest",
+                "repos[0].images[0].manifest.digest"
+            ]
+        );
+        assert!(
+            issues[0]
+                .expected
+                .contains("`registry.example/team/app@sha256:"),
+            "{}",
+            issues[0]
+        );
+        assert_eq!(
+            info.check_registry(file, &PublicRegistry::from_manifest(Some("evil.example"))),
+            Vec::new()
         );
     }
 }

@@ -16,7 +16,9 @@ use super::issue::{FirstSeen, Issue, JsonPath, quoted};
 use super::platform::{
     self, ARCHITECTURES, DEFAULT_ARCHITECTURE, OPERATING_SYSTEMS, PlatformIdentity,
 };
-use super::reference::{is_valid_repository, is_valid_tag};
+use super::reference::{
+    REGISTRY_RULE, REPOSITORY_RULE, is_valid_registry, is_valid_repository, is_valid_tag,
+};
 use super::variables::Variables;
 
 /// Keys this product does not interpret, kept so a load/save round trip loses nothing.
@@ -304,15 +306,23 @@ impl Manifest {
     /// Checks a resolved manifest for what would break a build or a publish.
     pub fn check(&self) -> Vec<Issue> {
         let mut issues = Vec::new();
+        // Every image-info name is built from it, and image-info is held to it.
+        if let Some(registry) = self.registry.as_deref() {
+            if !registry.is_empty() && !is_valid_registry(registry) {
+                issues.push(
+                    self.origin
+                        .issue(&[Key("registry")], quoted(registry), REGISTRY_RULE),
+                );
+            }
+        }
         let mut ids = BTreeSet::new();
         let mut names = BTreeSet::new();
         for repo in &self.repos {
             if !is_valid_repository(&repo.name) {
-                issues.push(repo.origin.issue(
-                    &[Key("name")],
-                    quoted(&repo.name),
-                    "a repository path of lowercase letters, digits and separators (`.`, `_`, `-`, `/`)",
-                ));
+                issues.push(
+                    repo.origin
+                        .issue(&[Key("name")], quoted(&repo.name), REPOSITORY_RULE),
+                );
             }
             if !names.insert(&repo.name) {
                 issues.push(repo.origin.issue(
@@ -678,7 +688,7 @@ mod tests {
     #[test]
     fn check_reports_each_bad_field() {
         let manifest = parse(
-            r#"{"repos": [{"name": "Team/App", "images": [{"sharedTags": {"1.0": {}}, "platforms": [
+            r#"{"registry": "registry.example/v2", "repos": [{"name": "Team/App", "images": [{"sharedTags": {"1.0": {}}, "platforms": [
                 {"dockerfile": "a", "os": "solaris", "tags": {"1.0": {}}},
                 {"dockerfile": "b", "os": "linux", "architecture": "armv7"},
                 {"dockerfile": "c", "os": "linux", "architecture": "arm", "variant": "v9"},
@@ -694,6 +704,7 @@ mod tests {
         assert_eq!(
             found,
             [
+                "registry",
                 "repos[0].name",
                 "repos[0].images[0].platforms[0].os",
                 r#"repos[0].images[0].platforms[0].tags["1.0"]"#,

@@ -6,6 +6,7 @@ pub mod issue;
 pub mod ledger;
 pub mod manifest;
 pub mod merge;
+pub mod naming;
 pub mod placement;
 pub mod platform;
 pub mod reference;

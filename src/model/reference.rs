@@ -6,6 +6,15 @@ use std::str::FromStr;
 const SHA256_PREFIX: &str = "sha256:";
 const SHA256_HEX_LENGTH: usize = 64;
 const TAG_MAX_LENGTH: usize = 128;
+/// The longest host name DNS allows.
+const HOST_MAX_LENGTH: usize = 253;
+const HOST_LABEL_MAX_LENGTH: usize = 63;
+
+/// What a repository name must look like, as messages say it.
+pub const REPOSITORY_RULE: &str =
+    "a repository path of lowercase letters, digits and separators (`.`, `_`, `-`, `/`)";
+/// What a registry must look like, as messages say it.
+pub const REGISTRY_RULE: &str = "a registry host name or IP address with an optional `:port`";
 
 /// A content digest, `sha256:<64 lowercase hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,6 +26,10 @@ pub enum ReferenceError {
     Digest { text: String },
     #[error("`{text}` is not a digest reference: expected `registry/repository@sha256:<hex>`")]
     DigestReference { text: String },
+    #[error("`{text}` names the repository `{repository}`: expected {REPOSITORY_RULE}")]
+    Repository { text: String, repository: String },
+    #[error("`{text}` names the registry `{registry}`: expected {REGISTRY_RULE}")]
+    Registry { text: String, registry: String },
 }
 
 impl Digest {
@@ -64,10 +77,14 @@ impl fmt::Display for Digest {
 }
 
 /// `registry/repository@sha256:…`, the form image-info records every digest in.
+///
+/// Its name is checked on parsing (a registry host and an OCI repository path), and cannot be set otherwise:
+/// stages paste it into URL paths and signature payloads, so a name such as `ACME/../../v2/x?y#z` must never
+/// get that far.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DigestReference {
     /// Everything before `@`: the registry host (if any) and the repository path.
-    pub name: String,
+    name: String,
     pub digest: Digest,
 }
 
@@ -82,10 +99,25 @@ impl FromStr for DigestReference {
         if name.is_empty() {
             return Err(error());
         }
-        Ok(Self {
+        let reference = Self {
             name: name.to_owned(),
             digest: digest.parse().map_err(|_| error())?,
-        })
+        };
+        if let Some(registry) = reference.registry() {
+            if !is_valid_registry(registry) {
+                return Err(ReferenceError::Registry {
+                    text: text.to_owned(),
+                    registry: registry.to_owned(),
+                });
+            }
+        }
+        if !is_valid_repository(reference.repository()) {
+            return Err(ReferenceError::Repository {
+                text: text.to_owned(),
+                repository: reference.repository().to_owned(),
+            });
+        }
+        Ok(reference)
     }
 }
 
@@ -96,6 +128,11 @@ impl fmt::Display for DigestReference {
 }
 
 impl DigestReference {
+    /// Everything before `@`: `registry/repository`, or the repository alone. Signatures name it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The registry host of the name, by Docker's rule: a first component with a `.` or `:`, or `localhost`.
     pub fn registry(&self) -> Option<&str> {
         let (first, _) = self.name.split_once('/')?;
@@ -126,6 +163,41 @@ pub fn is_valid_tag(tag: &str) -> bool {
 /// of alphanumerics separated by `.`, `_`, `__` or runs of `-`.
 pub fn is_valid_repository(name: &str) -> bool {
     !name.is_empty() && name.split('/').all(is_valid_path_component)
+}
+
+/// Whether `registry` is `host[:port]` as the distribution spec's reference grammar has it: a DNS name or
+/// IPv4 address (labels of letters, digits and inner `-`), or an IPv6 address in brackets.
+pub fn is_valid_registry(registry: &str) -> bool {
+    let (host_ok, port) = match registry.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, port)) => (address.parse::<std::net::Ipv6Addr>().is_ok(), port),
+            None => return false,
+        },
+        None => {
+            let (host, port) = registry.split_at(registry.find(':').unwrap_or(registry.len()));
+            let labels_ok = host.split('.').all(is_valid_host_label);
+            (host.len() <= HOST_MAX_LENGTH && labels_ok, port)
+        }
+    };
+    // `u16` parsing alone would take `+80`.
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|digits| {
+            digits.bytes().all(|byte| byte.is_ascii_digit()) && digits.parse::<u16>().is_ok()
+        });
+    host_ok && port_ok
+}
+
+fn is_valid_host_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    label.len() <= HOST_LABEL_MAX_LENGTH
+        && first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|&byte| byte.is_ascii_alphanumeric() || byte == b'-')
 }
 
 fn is_valid_path_component(component: &str) -> bool {
@@ -203,6 +275,114 @@ mod tests {
             "repo:tag".to_owned(),
         ] {
             assert!(bad.parse::<DigestReference>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digest_references_refuse_names_that_are_not_registry_and_repository() {
+        let digest = format!("sha256:{HEX}");
+        let repository = |text: &str, repository: &str| ReferenceError::Repository {
+            text: format!("{text}@{digest}"),
+            repository: repository.to_owned(),
+        };
+        let registry = |text: &str, registry: &str| ReferenceError::Registry {
+            text: format!("{text}@{digest}"),
+            registry: registry.to_owned(),
+        };
+        let cases = [
+            (
+                "ACME/../../v2/x?y#z",
+                repository("ACME/../../v2/x?y#z", "ACME/../../v2/x?y#z"),
+            ),
+            (
+                "registry.example.com/acme/../../v2/x",
+                repository("registry.example.com/acme/../../v2/x", "acme/../../v2/x"),
+            ),
+            (
+                "registry.example.com/acme/app?x=1",
+                repository("registry.example.com/acme/app?x=1", "acme/app?x=1"),
+            ),
+            (
+                "registry.example.com/Acme/app",
+                repository("registry.example.com/Acme/app", "Acme/app"),
+            ),
+            (
+                "registry.example.com/acme//app",
+                repository("registry.example.com/acme//app", "acme//app"),
+            ),
+            (
+                "registry.example.com/",
+                repository("registry.example.com/", ""),
+            ),
+            (
+                "evil_host.example/acme/app",
+                registry("evil_host.example/acme/app", "evil_host.example"),
+            ),
+            (
+                "registry.example.com:99999/acme/app",
+                registry(
+                    "registry.example.com:99999/acme/app",
+                    "registry.example.com:99999",
+                ),
+            ),
+            (
+                "registry.example.com:+80/acme/app",
+                registry(
+                    "registry.example.com:+80/acme/app",
+                    "registry.example.com:+80",
+                ),
+            ),
+            ("a..b/acme/app", registry("a..b/acme/app", "a..b")),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(
+                format!("{name}@{digest}").parse::<DigestReference>(),
+                Err(expected),
+                "{name}"
+            );
+        }
+        for good in [
+            "acme/app",
+            "localhost/acme/app",
+            "localhost:5000/acme/app",
+            "127.0.0.1:5000/acme/app",
+            "[::1]:5000/acme/app",
+            "Registry.Example.com/acme/app",
+            "mcr.microsoft.com/dotnet/nightly/aspnet",
+        ] {
+            let reference: DigestReference = format!("{good}@{digest}").parse().expect(good);
+            assert_eq!(reference.name(), good);
+        }
+    }
+
+    #[test]
+    fn registries_are_a_host_and_an_optional_port() {
+        for good in [
+            "localhost",
+            "registry-1.docker.io",
+            "127.0.0.1:5000",
+            "[::1]",
+            "[fe80::1]:443",
+            "x:1",
+        ] {
+            assert!(is_valid_registry(good), "{good}");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        for bad in [
+            "",
+            "host:",
+            "host:port",
+            "host:1:2",
+            "-host.example",
+            "host-.example",
+            "host.example.",
+            "ho st",
+            "[::1",
+            "[nonsense]:5000",
+            "host/path",
+            long_label.as_str(),
+        ] {
+            assert!(!is_valid_registry(bad), "{bad}");
         }
     }
 

@@ -25,7 +25,7 @@ use crate::model::ledger::Stage;
 use crate::model::manifest::{Manifest, PlatformEntry};
 use crate::model::placement::place_images;
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{Refusal, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::copy::{Copier, CopyStats};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
@@ -99,9 +99,11 @@ pub async fn run(
         media_type,
         client,
     } = settings;
+    check_staging_prefix(staging_prefix.as_deref())?;
     let manifest = inputs::load_manifest(&manifest, &variables)?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::CreateManifest)?;
+    inputs::require_manifest_registry(&info, &image_info, &manifest)?;
     let public_registry = manifest.registry.clone().unwrap_or_default();
 
     let client = Arc::new(RegistryClient::new(client)?);

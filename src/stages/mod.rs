@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::ci::RunIdentity;
 use crate::model::ledger::{Stage, StageRecord};
+use crate::model::reference::{REPOSITORY_RULE, is_valid_repository};
 
 /// The name of the built-in variable that makes tags unique per run.
 const UNIQUE_ID: &str = "UniqueId";
@@ -61,3 +62,42 @@ pub struct Refusal {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidFlag(pub String);
+
+/// Checks `--staging-prefix`, which heads every repository path in staging and so goes into URL paths like the
+/// repository names image-info gives: it must be repository path components itself. Slashes at either end are
+/// tolerated, as [`crate::store::staging_repository`] drops them.
+pub fn check_staging_prefix(prefix: Option<&str>) -> Result<(), InvalidFlag> {
+    match prefix.map(|prefix| prefix.trim_matches('/')) {
+        Some(path) if !path.is_empty() && !is_valid_repository(path) => Err(InvalidFlag(format!(
+            "`--staging-prefix` is `{path}`: expected {REPOSITORY_RULE}, such as `staging/<run-id>`"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_prefixes_are_repository_paths() {
+        for good in [
+            None,
+            Some(""),
+            Some("staging/123"),
+            Some("staging/123/"),
+            Some("/staging/123"),
+        ] {
+            assert!(check_staging_prefix(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "../../v2/x",
+            "staging/1?x=y",
+            "Staging/1",
+            "staging//1",
+            "a/../b",
+        ] {
+            assert!(check_staging_prefix(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

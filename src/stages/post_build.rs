@@ -36,6 +36,9 @@ pub fn run(settings: Settings, run: &RunIdentity, host: &mut dyn CiHost) -> anyh
         );
     }
     let loaded = inputs::load_fragments(&selection.kept)?;
+    for fragment in &loaded {
+        inputs::require_manifest_registry(&fragment.info, &fragment.file, &manifest)?;
+    }
     let mut info = merge::merge_fragments(&manifest, &loaded)
         .with_context(|| format!("merging the fragments in `{}`", fragments.display()))?;
     info.pipeline.record(stage_record(Stage::PostBuild, run));

@@ -4,6 +4,9 @@
 //! Order matters for what a failure leaves behind: every image's content (blobs, platform manifests, indexes,
 //! signature objects) is copied first, tags last, so no tag ever points at something incomplete, and a
 //! re-run skips what is already there and completes the job.
+//!
+//! Unless `--allow-unsigned`, refuses before copying anything when staging holds no signature object for some
+//! digest: the ledger's `sign` entry and image-info's `signatures[]` are only what the file says.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,12 +21,15 @@ use crate::inputs;
 use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::copy::{Copier, CopyStats};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, our_digest, staging_repository,
 };
+
+/// Digests named in a refusal before the rest are only counted.
+const LISTED_DIGESTS: usize = 10;
 
 pub struct Settings {
     pub image_info: PathBuf,
@@ -93,6 +99,7 @@ pub async fn run(
         jobs,
         client,
     } = settings;
+    check_staging_prefix(staging_prefix.as_deref())?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     let mut required = vec![Stage::PostBuild, Stage::CreateManifest];
     if allow_unsigned {
@@ -110,6 +117,9 @@ pub async fn run(
     let plans = plan(&info, staging_prefix.as_deref(), registry_override.as_ref())?;
     let client = Arc::new(RegistryClient::new(client)?);
     let source = AnyStore::open(&staging, &client);
+    if !allow_unsigned {
+        require_signatures(&source, &plans, jobs).await?;
+    }
     if dry_run {
         print!("{}", describe(&plans, &client).await?);
         tracing::info!("dry run: nothing was copied or tagged");
@@ -184,6 +194,64 @@ pub async fn run(
     host.summary(&summary::image_table("imagepipe publish", &info))
         .context("writing the step summary")?;
     Ok(())
+}
+
+/// Refuses, naming them all, the digests for which staging holds no signature object: one lookup per digest
+/// (the `.sig` tag, or referrers where the registry has the API), `jobs` at a time.
+///
+/// The rule is "staging holds a signature object for each digest", whatever image-info says. The ledger's `sign`
+/// entry and the `signatures[]` records are text anyone can add to the file; a record whose object is not in
+/// staging would publish the image unsigned just the same (copy_signatures copies what it finds, and finds
+/// nothing). Whether the object holds a valid signature by the right key is for `verify` (`--require-verify`):
+/// publish has no key, and this check only makes sure it never copies an image with nothing to copy beside it.
+async fn require_signatures(
+    source: &AnyStore,
+    plans: &[ImagePlan],
+    jobs: usize,
+) -> anyhow::Result<()> {
+    let lookups = plans.iter().flat_map(|plan| {
+        plan.digests().map(move |digest| async move {
+            let signatures = source
+                .signatures_of(&plan.source, digest)
+                .await
+                .with_context(|| {
+                    format!(
+                        "looking for the signatures of `{}/{}@{digest}`",
+                        source.name(),
+                        plan.source
+                    )
+                })?;
+            Ok::<_, anyhow::Error>(
+                signatures
+                    .is_empty()
+                    .then(|| format!("`{}@{digest}`", plan.source)),
+            )
+        })
+    });
+    let checked: Vec<Option<String>> = stream::iter(lookups)
+        .buffered(jobs.max(1))
+        .try_collect()
+        .await?;
+    let total = checked.len();
+    let unsigned: Vec<String> = checked.into_iter().flatten().collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal {
+        message: format!(
+            "{} of {} have no signature in staging `{}`, so nothing was published: {}",
+            unsigned.len(),
+            summary::count(total, "digest"),
+            source.name(),
+            summary::listing(&unsigned, LISTED_DIGESTS)
+        ),
+        hint: Some(
+            "run `imagepipe sign` on this image-info with these staging flags, or pass `--allow-unsigned` to \
+             publish unsigned images"
+                .to_owned(),
+        ),
+    }
+    .into())
 }
 
 /// Platform images, then the index (whose children are then present), then every digest's signatures.
@@ -337,6 +405,39 @@ fn rename_registry(info: &mut ImageInfo, registry: &str) {
             .for_each(|platform| rename(&mut platform.digest));
         if let Some(manifest) = &mut image.manifest {
             rename(&mut manifest.digest);
+            // Publish copies no syndicated digest, but their names follow the others': every name in image-info
+            // must name one registry, or the final file would not load.
+            manifest.syndicated_digests.iter_mut().for_each(rename);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_registry_override_renames_every_digest_and_the_file_still_loads() {
+        let name = |name: &str| format!("{name}@sha256:{}", "1".repeat(64));
+        let mut info: ImageInfo =
+            serde_json::from_value(serde_json::json!({"schemaVersion": "2.0",
+            "repos": [{"repo": "team/app", "images": [{
+                "manifest": {"digest": name("registry.example/team/app"), "sharedTags": ["1"],
+                    "syndicatedDigests": [name("registry.example/team/copy")]},
+                "platforms": [{"dockerfile": "a", "digest": name("registry.example/team/app"),
+                    "osType": "Linux", "architecture": "amd64"}]}]}]}))
+            .expect("parses");
+        rename_registry(&mut info, "127.0.0.1:5000");
+        let renamed: Vec<&str> = info.digest_references().collect();
+        assert_eq!(
+            renamed,
+            [
+                name("127.0.0.1:5000/team/app"),
+                name("127.0.0.1:5000/team/app"),
+                name("127.0.0.1:5000/team/copy")
+            ]
+        );
+        assert_eq!(info.check(Path::new("final.json")), Vec::new());
     }
 }

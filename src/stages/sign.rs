@@ -2,7 +2,9 @@
 //! staging, naming the public repository so that it stays valid after publish.
 //!
 //! Refuses unless create-manifest ran after post-build, and (given the manifest) unless every image with
-//! shared tags has its index: signing before the indexes exist is how manifest lists went unsigned.
+//! shared tags has its index: signing before the indexes exist is how manifest lists went unsigned. Refuses too,
+//! before writing any signature, when staging does not hold every digest: signing what is not there (a wrong
+//! `--staging-prefix`) would fill an empty repository with signatures and record them in image-info.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,12 +25,14 @@ use crate::model::placement::place_images;
 use crate::model::reference::DigestReference;
 use crate::sign::keys::{KeySource, SigningKey};
 use crate::sign::signer::{Signer, Storage};
-use crate::stages::{Refusal, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
-use crate::store::{AnyStore, Location, Store, staging_repository};
+use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
 
 /// Digests signed at once: each takes a few small requests, which the client bounds on its own.
 const CONCURRENT_SIGNATURES: usize = 16;
+/// Digests named in a refusal before the rest are only counted.
+const LISTED_DIGESTS: usize = 10;
 
 /// Where signatures go: `auto` picks referrers when the registry has the API, else the `.sig` tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +74,12 @@ pub async fn run(
         mode,
         client,
     } = settings;
+    check_staging_prefix(staging_prefix.as_deref())?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::Sign)?;
     if let Some((manifest, variables)) = &manifest {
         let manifest = inputs::load_manifest(manifest, variables)?;
+        inputs::require_manifest_registry(&info, &image_info, &manifest)?;
         require_indexes(&manifest, &info, &image_info)?;
     }
     require_recorded_indexes(&info)?;
@@ -107,16 +113,18 @@ pub async fn run(
         }
         SignatureMode::Auto => Storage::Tag,
     };
+    let staged = |repository: &str| staging_repository(staging_prefix.as_deref(), repository);
+    let entries = info.digest_entries();
+    require_staged(&store, &entries, &staged).await?;
+
     let signer = Signer {
         store: &store,
         key: &signing_key,
         public_key: &public_key,
         storage,
     };
-    let entries = info.digest_entries();
     let total = entries.len();
     let done = Mutex::new(0usize);
-    let staged = |repository: &str| staging_repository(staging_prefix.as_deref(), repository);
     let signed: Vec<(DigestEntry, SignatureRecord, bool)> = stream::iter(entries)
         .map(|entry| {
             let (signer, done, key_id) = (&signer, &done, &key_id);
@@ -128,7 +136,7 @@ pub async fn run(
                     .with_context(|| format!("reading `{}`", entry.reference))?;
                 let repository = staged(reference.repository());
                 let outcome = signer
-                    .sign(&repository, &reference.name, &reference.digest)
+                    .sign(&repository, reference.name(), &reference.digest)
                     .await
                     .with_context(|| {
                         format!(
@@ -179,6 +187,61 @@ pub async fn run(
     host.summary(&summary::image_table("imagepipe sign", &info))
         .context("writing the step summary")?;
     Ok(())
+}
+
+/// Every digest must be in staging, where it is signed: one HEAD per digest, all before anything is written.
+async fn require_staged(
+    store: &AnyStore,
+    entries: &[DigestEntry],
+    staged: &impl Fn(&str) -> String,
+) -> anyhow::Result<()> {
+    let lookups = entries.iter().map(|entry| async move {
+        let reference: DigestReference = entry
+            .reference
+            .parse()
+            .with_context(|| format!("reading `{}`", entry.reference))?;
+        let repository = staged(reference.repository());
+        let present = store
+            .head_manifest(&repository, ManifestReference::Digest(&reference.digest))
+            .await
+            .with_context(|| {
+                format!(
+                    "looking for `{}/{repository}@{}`",
+                    store.name(),
+                    reference.digest
+                )
+            })?;
+        Ok::<_, anyhow::Error>(
+            present
+                .is_none()
+                .then(|| format!("`{repository}@{}`", reference.digest)),
+        )
+    });
+    let missing: Vec<String> = stream::iter(lookups)
+        .buffered(CONCURRENT_SIGNATURES)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal {
+        message: format!(
+            "{} of {} are not in staging `{}`, so nothing was signed: {}",
+            missing.len(),
+            summary::count(entries.len(), "digest"),
+            store.name(),
+            summary::listing(&missing, LISTED_DIGESTS)
+        ),
+        hint: Some(
+            "sign where the build pushed the images: pass the `--staging-registry` and `--staging-prefix` \
+             that create-manifest was given"
+                .to_owned(),
+        ),
+    }
+    .into())
 }
 
 /// Every image the manifest gives shared tags must have its index recorded.

@@ -46,6 +46,15 @@ pub fn count(number: usize, noun: &str) -> String {
     }
 }
 
+/// Names in a refusal: all of them up to `limit`, else the first `limit` and how many more, so one line stays
+/// readable when a whole release is affected.
+pub fn listing(names: &[String], limit: usize) -> String {
+    match names.len().checked_sub(limit) {
+        Some(more) if more > 0 => format!("{} and {more} more", names[..limit].join(", ")),
+        _ => names.join(", "),
+    }
+}
+
 /// `sha256:` and the first 12 hex digits: enough to tell digests apart in a table.
 fn short_digest(reference: &str) -> &str {
     let digest = reference
@@ -62,4 +71,24 @@ fn tags(tags: &[String]) -> String {
         .map(|tag| format!("`{tag}`"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_name_the_first_few_and_count_the_rest() {
+        let names =
+            |count: usize| -> Vec<String> { (1..=count).map(|n| format!("`{n}`")).collect() };
+        for (count, expected) in [
+            (0, ""),
+            (1, "`1`"),
+            (3, "`1`, `2`, `3`"),
+            (4, "`1`, `2`, `3` and 1 more"),
+            (10, "`1`, `2`, `3` and 7 more"),
+        ] {
+            assert_eq!(listing(&names(count), 3), expected, "{count}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::model::ledger::Stage;
 use crate::model::reference::DigestReference;
 use crate::sign::keys::{KeySource, PublicKey};
 use crate::sign::verifier::{Verdict, verify};
-use crate::stages::{Refusal, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, staging_repository};
 
@@ -48,6 +48,7 @@ pub async fn run(
         staging,
         client,
     } = settings;
+    check_staging_prefix(staging.as_ref().and_then(|(_, prefix)| prefix.as_deref()))?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::Verify)?;
     let key = PublicKey::load(&key)?;
@@ -79,9 +80,15 @@ pub async fn run(
                         )
                     }
                 };
-                let verdict = verify(&store, &repository, &reference.name, &reference.digest, key)
-                    .await
-                    .with_context(|| format!("checking the signatures of `{}`", entry.reference))?;
+                let verdict = verify(
+                    &store,
+                    &repository,
+                    reference.name(),
+                    &reference.digest,
+                    key,
+                )
+                .await
+                .with_context(|| format!("checking the signatures of `{}`", entry.reference))?;
                 Ok::<_, anyhow::Error>(Checked {
                     reference: entry.reference,
                     verdict,

@@ -31,7 +31,7 @@ use crate::ci::{self, CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
 use crate::model::ledger::Stage;
-use crate::stages::{Refusal, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, Store};
 
@@ -67,6 +67,7 @@ pub async fn run(
         command,
         client,
     } = settings;
+    check_staging_prefix(staging_prefix.as_deref())?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::Test)?;
     let manifest = inputs::load_manifest(&manifest, &variables)?;
