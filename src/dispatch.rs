@@ -15,6 +15,7 @@ use crate::stages::{
     schema, sign, test, validate, verify,
 };
 use crate::store::Location;
+use crate::store::registry::credentials::SecretAnnouncer;
 use crate::store::registry::{
     ClientSettings, Credential, CredentialSource, StageDeadline, Timeouts,
 };
@@ -76,8 +77,8 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 manifest: arguments
                     .manifest
                     .map(|manifest| (manifest, variables(arguments.variables, &run))),
-                key: key_source(&arguments.key)?,
-                password: cosign_password(),
+                key: signing_key_source(&arguments.key, host)?,
+                password: cosign_password(host),
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,
@@ -161,7 +162,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             let settings = generate_key::Settings {
                 prefix: arguments.output_prefix,
                 force: arguments.force,
-                password: cosign_password(),
+                password: cosign_password(host),
             };
             generate_key::run(settings)
         }
@@ -211,11 +212,25 @@ fn key_source(text: &str) -> anyhow::Result<KeySource> {
         .map_err(|error| anyhow::Error::new(InvalidFlag(format!("--key: {error}"))))
 }
 
-/// The password of a cosign key, from where cosign reads it; empty when unset, as cosign allows.
-fn cosign_password() -> Vec<u8> {
-    std::env::var_os("COSIGN_PASSWORD")
-        .map(|password| password.into_encoded_bytes())
-        .unwrap_or_default()
+/// A private key's source; a key given as `env://VAR` is masked first, since its text is a secret the CI host
+/// may not know (a variable set by a script rather than a declared secret).
+fn signing_key_source(text: &str, host: &mut dyn CiHost) -> anyhow::Result<KeySource> {
+    let source = key_source(text)?;
+    if let KeySource::Environment(variable) = &source {
+        if let Some(key) = std::env::var_os(variable) {
+            host.mask(&key.to_string_lossy());
+        }
+    }
+    Ok(source)
+}
+
+/// The password of a cosign key, from where cosign reads it, masked; empty when unset, as cosign allows.
+fn cosign_password(host: &mut dyn CiHost) -> Vec<u8> {
+    let password = std::env::var_os("COSIGN_PASSWORD").unwrap_or_default();
+    if !password.is_empty() {
+        host.mask(&password.to_string_lossy());
+    }
+    password.into_encoded_bytes()
 }
 
 /// The registry client's settings. Explicit credentials (`--username` with `--password-stdin` or
@@ -232,7 +247,11 @@ fn client_settings(
         password_stdin,
         timeout,
     } = arguments;
-    let mut credentials = CredentialSource::from_environment();
+    // Docker's config is read when a registry is first reached: the host masks each secret found there
+    // before the request that uses it.
+    let masker = host.masker();
+    let mut credentials = CredentialSource::from_environment()
+        .announcing_secrets_to(SecretAnnouncer::new(move |secret| masker(secret)));
     if let (Some(username), Some(Location::Registry(registry))) = (username, staging) {
         let password = if password_stdin {
             let mut password = String::new();
@@ -247,8 +266,11 @@ fn client_settings(
                 InvalidFlag(format!("--username needs a password: pass it on standard input with --password-stdin, or set {PASSWORD_VARIABLE}"))
             })?
         };
-        host.mask(&password);
-        credentials = credentials.with_explicit(registry, Credential::Basic { username, password });
+        let credential = Credential::Basic { username, password };
+        for secret in credential.secrets() {
+            host.mask(&secret);
+        }
+        credentials = credentials.with_explicit(registry, credential);
     }
     Ok(ClientSettings {
         insecure_registries: insecure_registry,

@@ -248,3 +248,48 @@ fn keys_plain_pkcs8_from_openssl_sign_for_cosign() {
         &blob,
     ));
 }
+
+/// `generate-key --output-prefix release-1.2` writes `release-1.2.key` and `release-1.2.pub`: a dot in the
+/// prefix is part of the name, not an extension to replace (issue #8 item 11b).
+#[test]
+fn generate_key_keeps_every_dot_of_the_prefix() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let directory = directory.path();
+    let prefix = directory.join("release-1.2");
+    common::Imagepipe::new()
+        .args(["generate-key", "--output-prefix"])
+        .arg(&prefix)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .run()
+        .succeeded();
+    let mut written: Vec<String> = std::fs::read_dir(directory)
+        .expect("lists")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    written.sort();
+    assert_eq!(written, ["release-1.2.key", "release-1.2.pub"]);
+
+    // The pair is usable: the private key loads and its public half is the one written.
+    let private = SigningKey::load(
+        &file(&directory.join("release-1.2.key")),
+        PASSWORD.as_bytes(),
+    )
+    .expect("loads");
+    let public = std::fs::read_to_string(directory.join("release-1.2.pub")).expect("reads");
+    assert_eq!(private.public_key().to_pem(), public);
+
+    // A second run refuses to replace them, naming the exact file.
+    let again = common::Imagepipe::new()
+        .args(["generate-key", "--output-prefix"])
+        .arg(&prefix)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .run();
+    assert_eq!(again.code, Some(2), "{}", again.stderr);
+    assert!(again.stderr.contains("release-1.2.key"), "{}", again.stderr);
+}

@@ -5,30 +5,29 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::CiHost;
+use super::{CiHost, CommandWriter, Masker, secret_lines};
 
 pub struct AzurePipelines {
     /// Where summary markdown is written before the agent is told to upload it.
     summary_folder: PathBuf,
     /// The agent reads logging commands from the task's standard output.
-    commands: Box<dyn Write>,
+    commands: CommandWriter,
     summaries: usize,
 }
 
 impl AzurePipelines {
-    pub fn new(summary_folder: PathBuf, commands: Box<dyn Write>) -> Self {
+    pub fn new(summary_folder: PathBuf, commands: Box<dyn Write + Send>) -> Self {
         Self {
             summary_folder,
-            commands,
+            commands: CommandWriter::new(commands),
             summaries: 0,
         }
     }
 
     fn command(&mut self, line: &str) {
-        // A lost annotation must not fail the stage that is reporting.
-        let _ = writeln!(self.commands, "{line}");
-        let _ = self.commands.flush();
+        self.commands.line(line);
     }
 
     fn issue(&mut self, kind: &str, message: &str, file: Option<&Path>) {
@@ -75,7 +74,12 @@ impl CiHost for AzurePipelines {
     }
 
     fn mask(&mut self, secret: &str) {
-        self.command(&format!("##vso[task.setsecret]{}", escape_data(secret)));
+        mask(&self.commands, secret);
+    }
+
+    fn masker(&self) -> Masker {
+        let commands = self.commands.clone();
+        Arc::new(move |secret| mask(&commands, secret))
     }
 
     fn summary(&mut self, markdown: &str) -> io::Result<()> {
@@ -91,6 +95,14 @@ impl CiHost for AzurePipelines {
             escape_data(&file.display().to_string())
         ));
         Ok(())
+    }
+}
+
+/// `task.setsecret` for each line of the secret: the agent masks line by line, so a multi-line secret set whole
+/// would never match.
+fn mask(commands: &CommandWriter, secret: &str) {
+    for line in secret_lines(secret) {
+        commands.line(&format!("##vso[task.setsecret]{}", escape_data(line)));
     }
 }
 
@@ -139,6 +151,23 @@ mod tests {
             lines[5].starts_with("##vso[task.uploadsummary]"),
             "{}",
             lines[5]
+        );
+    }
+
+    #[test]
+    fn masks_each_line_of_a_secret_from_any_thread() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let captured = Captured::default();
+        let mut host = AzurePipelines::new(folder.path().to_owned(), Box::new(captured.clone()));
+        host.mask("first line\r\n100%\n\nlast");
+        let masker = host.masker();
+        std::thread::spawn(move || masker("found later"))
+            .join()
+            .expect("joins");
+        assert_eq!(
+            captured.text(),
+            "##vso[task.setsecret]first line\n##vso[task.setsecret]100%AZP25\n\
+             ##vso[task.setsecret]last\n##vso[task.setsecret]found later\n"
         );
     }
 }

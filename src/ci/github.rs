@@ -3,33 +3,32 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::CiHost;
+use super::{CiHost, CommandWriter, Masker, secret_lines};
 
 pub struct GitHubActions {
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
     /// Where workflow commands go: the runner reads them from the step's standard output.
-    commands: Box<dyn Write>,
+    commands: CommandWriter,
 }
 
 impl GitHubActions {
     pub fn new(
         output_file: Option<PathBuf>,
         summary_file: Option<PathBuf>,
-        commands: Box<dyn Write>,
+        commands: Box<dyn Write + Send>,
     ) -> Self {
         Self {
             output_file,
             summary_file,
-            commands,
+            commands: CommandWriter::new(commands),
         }
     }
 
     fn command(&mut self, line: &str) {
-        // A lost annotation must not fail the stage that is reporting.
-        let _ = writeln!(self.commands, "{line}");
-        let _ = self.commands.flush();
+        self.commands.line(line);
     }
 
     fn annotation(&mut self, kind: &str, message: &str, file: Option<&Path>) {
@@ -73,9 +72,12 @@ impl CiHost for GitHubActions {
     }
 
     fn mask(&mut self, secret: &str) {
-        for line in secret.lines().filter(|line| !line.trim().is_empty()) {
-            self.command(&format!("::add-mask::{}", escape_data(line)));
-        }
+        mask(&self.commands, secret);
+    }
+
+    fn masker(&self) -> Masker {
+        let commands = self.commands.clone();
+        Arc::new(move |secret| mask(&commands, secret))
     }
 
     fn summary(&mut self, markdown: &str) -> io::Result<()> {
@@ -83,6 +85,13 @@ impl CiHost for GitHubActions {
             Some(file) => append(file, &format!("{markdown}\n")),
             None => Ok(()),
         }
+    }
+}
+
+/// `::add-mask::` for each line of the secret: the runner masks line by line.
+fn mask(commands: &CommandWriter, secret: &str) {
+    for line in secret_lines(secret) {
+        commands.line(&format!("::add-mask::{}", escape_data(line)));
     }
 }
 
@@ -144,6 +153,22 @@ mod tests {
         assert_eq!(
             captured.text(),
             "::error file=dir/a%3Ab%2Cc.json::50%25 failed%0Asee above\n::group::post-build\n::endgroup::\n::add-mask::s3cret\n"
+        );
+    }
+
+    #[test]
+    fn masks_each_line_of_a_secret_from_any_thread() {
+        let captured = Captured::default();
+        let mut host = GitHubActions::new(None, None, Box::new(captured.clone()));
+        host.mask("-----BEGIN KEY-----\r\nabc%def\n\n  \nghi\n-----END KEY-----\n");
+        let masker = host.masker();
+        std::thread::spawn(move || masker("found later"))
+            .join()
+            .expect("joins");
+        assert_eq!(
+            captured.text(),
+            "::add-mask::-----BEGIN KEY-----\n::add-mask::abc%25def\n::add-mask::ghi\n\
+             ::add-mask::-----END KEY-----\n::add-mask::found later\n"
         );
     }
 }

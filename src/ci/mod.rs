@@ -5,8 +5,9 @@ mod azure;
 mod github;
 mod local;
 
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub use azure::AzurePipelines;
 pub use github::GitHubActions;
@@ -28,8 +29,38 @@ pub trait CiHost {
     fn end_group(&mut self);
     /// Asks the host to hide `secret` wherever it would appear in the log.
     fn mask(&mut self, secret: &str);
+    /// Does what [`CiHost::mask`] does, from anywhere and at any time: for secrets found while a stage runs,
+    /// such as registry credentials read from Docker's config when a registry is first reached.
+    fn masker(&self) -> Masker;
     /// Adds markdown to the step or job summary.
     fn summary(&mut self, markdown: &str) -> io::Result<()>;
+}
+
+/// Hides a secret from the log; see [`CiHost::masker`].
+pub type Masker = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where a host writes its commands (the step's standard output), shared with the maskers it hands out.
+#[derive(Clone)]
+pub(crate) struct CommandWriter(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl CommandWriter {
+    pub(crate) fn new(writer: Box<dyn Write + Send>) -> Self {
+        Self(Arc::new(Mutex::new(writer)))
+    }
+
+    /// Writes one command line and flushes it, so that the runner reads it before anything written after.
+    pub(crate) fn line(&self, line: &str) {
+        let mut writer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // A lost command must not fail the stage that is reporting.
+        let _ = writeln!(writer, "{line}");
+        let _ = writer.flush();
+    }
+}
+
+/// The lines of a secret that a host is asked to hide, each on its own: runners match a log line by line, so a
+/// multi-line secret (a PEM key) registered whole would never match.
+pub(crate) fn secret_lines(secret: &str) -> impl Iterator<Item = &str> {
+    secret.lines().filter(|line| !line.trim().is_empty())
 }
 
 /// Picks the host from the environment: `GITHUB_ACTIONS=true`, `TF_BUILD=True`, else a terminal.

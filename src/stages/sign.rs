@@ -22,9 +22,9 @@ use crate::model::issue::JsonPath;
 use crate::model::ledger::Stage;
 use crate::model::manifest::Manifest;
 use crate::model::placement::place_images;
-use crate::model::reference::DigestReference;
+use crate::model::reference::{Digest, DigestReference};
 use crate::sign::keys::{KeySource, SigningKey};
-use crate::sign::signer::{Signer, Storage};
+use crate::sign::signer::{Added, SignError, Signer, Storage};
 use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
@@ -138,6 +138,7 @@ pub async fn run(
                 let outcome = signer
                     .sign(&repository, reference.name(), &reference.digest)
                     .await
+                    .map_err(reportable)
                     .with_context(|| {
                         format!(
                             "signing `{}/{repository}@{}`",
@@ -163,7 +164,35 @@ pub async fn run(
         .await?;
 
     let added = signed.iter().filter(|(_, _, added)| *added).count();
-    for (entry, record, _) in signed {
+    // Another signer's write may still replace a `.sig` tag with a copy read before ours landed: look again
+    // once such writes have landed, and keep the digest of the manifest holding our signature then.
+    let to_settle: Vec<Added> = signed
+        .iter()
+        .filter(|(_, _, added)| *added)
+        .filter_map(|(entry, _, _)| {
+            let reference: DigestReference = entry.reference.parse().ok()?;
+            Some(Added {
+                repository: staged(reference.repository()),
+                identity: reference.name().to_owned(),
+                digest: reference.digest,
+            })
+        })
+        .collect();
+    let settled: BTreeMap<(String, Digest), Digest> = signer
+        .settle(to_settle)
+        .await
+        .map_err(reportable)
+        .with_context(|| format!("checking the signatures added in {}", store.name()))?
+        .into_iter()
+        .map(|(added, manifest)| ((added.repository, added.digest), manifest))
+        .collect();
+    for (entry, mut record, _) in signed {
+        if let Ok(reference) = entry.reference.parse::<DigestReference>() {
+            let key = (staged(reference.repository()), reference.digest);
+            if let Some(manifest) = settled.get(&key) {
+                record.digest = manifest.to_string();
+            }
+        }
         if let Some(records) = info.signatures_mut(&entry) {
             records.retain(|existing| {
                 existing.key_id != record.key_id || existing.format != record.format
@@ -288,6 +317,14 @@ fn require_recorded_indexes(info: &ImageInfo) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A store failure stays a `StoreError` in the chain, so that its hint and exit code are reported.
+fn reportable(error: SignError) -> anyhow::Error {
+    match error {
+        SignError::Store(error) => error.into(),
+        other => other.into(),
+    }
 }
 
 fn missing_index(repository: &str, path: &JsonPath, tag: Option<&String>) -> anyhow::Error {

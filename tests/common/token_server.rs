@@ -128,6 +128,7 @@ impl TokenServer {
             anonymous,
             signer,
             state: Mutex::default(),
+            witness: Mutex::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
@@ -182,6 +183,17 @@ impl TokenServer {
             .count()
     }
 
+    /// Calls `witness` with each request from now on, after it is read and before it is answered, while the
+    /// client waits: for a test that checks what the client had done by the time its credentials arrived.
+    /// Replaces an earlier witness.
+    pub fn witness(&self, witness: impl Fn(&TokenRequest) + Send + Sync + 'static) {
+        *self
+            .shared
+            .witness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Box::new(witness));
+    }
+
     /// Forgets the requests recorded so far (refresh tokens stay valid).
     pub fn clear_requests(&self) {
         self.shared.state().requests.clear();
@@ -225,11 +237,15 @@ pub fn decode_jwt(token: &str) -> (Value, Value) {
     (header, claims)
 }
 
+/// See [`TokenServer::witness`].
+type Witness = Box<dyn Fn(&TokenRequest) + Send + Sync>;
+
 struct Shared {
     credentials: Credentials,
     anonymous: Anonymous,
     signer: Signer,
     state: Mutex<State>,
+    witness: Mutex<Option<Witness>>,
 }
 
 impl Shared {
@@ -270,6 +286,14 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     };
     let response = answer(&request, shared);
     let record = request.record(response.status);
+    if let Some(witness) = shared
+        .witness
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+    {
+        witness(&record);
+    }
     shared.state().requests.push(record);
     let _ = stream.write_all(&response.to_bytes());
     let _ = stream.flush();

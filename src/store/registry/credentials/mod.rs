@@ -27,6 +27,10 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 
 use self::docker_config::{DockerConfig, Registry, normalize_host};
 use self::helper::HELPER_TIMEOUT;
@@ -42,6 +46,18 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// What must never reach a log: the password, and `base64(user:password)` as it travels in a Basic
+    /// `Authorization` header and stands in a Docker config's `auth`; or the identity token.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            Self::Basic { username, password } => vec![
+                password.clone(),
+                STANDARD.encode(format!("{username}:{password}")),
+            ],
+            Self::IdentityToken(token) => vec![token.clone()],
+        }
+    }
+
     /// The user name, for error messages; never the secret.
     pub fn username(&self) -> Option<&str> {
         match self {
@@ -152,6 +168,30 @@ fn stderr_text(stderr: &str) -> String {
     }
 }
 
+/// Told each secret a lookup read from Docker's config (an `auths` entry or a helper's answer) before the
+/// lookup returns it, so before it is used: the caller hides it from the log (a CI host's masking, wired up in
+/// dispatch; this module knows no CI host). Explicit credentials are announced by whoever gave them.
+#[derive(Clone)]
+pub struct SecretAnnouncer(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl SecretAnnouncer {
+    pub fn new(announce: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(announce))
+    }
+
+    fn announce(&self, credential: &Credential) {
+        for secret in credential.secrets() {
+            (self.0)(&secret);
+        }
+    }
+}
+
+impl fmt::Debug for SecretAnnouncer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretAnnouncer")
+    }
+}
+
 /// Where credentials are looked up, in order: explicit credentials given for a host, then Docker's config.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialSource {
@@ -162,6 +202,8 @@ pub struct CredentialSource {
     /// Where helper programs are searched; None means the process's `PATH`. Tests set it, because they must
     /// not change the environment of a process whose other threads run other tests.
     helper_path: Option<OsString>,
+    /// Told each secret read from Docker's config before it is returned.
+    announcer: Option<SecretAnnouncer>,
 }
 
 impl CredentialSource {
@@ -192,19 +234,37 @@ impl CredentialSource {
         self
     }
 
+    /// Announces every secret read from Docker's config to `announcer` before a lookup returns it.
+    pub fn announcing_secrets_to(mut self, announcer: SecretAnnouncer) -> Self {
+        self.announcer = Some(announcer);
+        self
+    }
+
     #[cfg(test)]
     fn with_helper_path(mut self, path: impl Into<OsString>) -> Self {
         self.helper_path = Some(path.into());
         self
     }
 
-    /// The credential for a registry host (`host[:port]`), or None for anonymous access.
+    /// The credential for a registry host (`host[:port]`), or None for anonymous access. Docker's config is read
+    /// on each call: callers look a host up once, when they first reach it.
     pub async fn lookup(&self, host: &str) -> Result<Option<Credential>, CredentialError> {
         let registry = Registry::new(host);
         if let Some(credential) = self.explicit.get(&registry.host) {
             tracing::debug!(registry = %registry.host, "using the credentials given explicitly");
             return Ok(Some(credential.clone()));
         }
+        let credential = self.lookup_docker_config(&registry).await?;
+        if let (Some(credential), Some(announcer)) = (&credential, &self.announcer) {
+            announcer.announce(credential);
+        }
+        Ok(credential)
+    }
+
+    async fn lookup_docker_config(
+        &self,
+        registry: &Registry,
+    ) -> Result<Option<Credential>, CredentialError> {
         let Some(folder) = &self.docker_config else {
             return Ok(None);
         };
@@ -214,7 +274,7 @@ impl CredentialSource {
             return Ok(None);
         };
 
-        let helper = match config.helper_for(&registry) {
+        let helper = match config.helper_for(registry) {
             Some((key, name)) => Some((format!("credHelpers[{key:?}]"), name)),
             None => config
                 .creds_store
@@ -224,16 +284,9 @@ impl CredentialSource {
         };
         // An empty helper name (possible only in `credHelpers`) sends this registry to `auths`.
         if let Some((setting, name)) = helper.filter(|(_, name)| !name.is_empty()) {
-            return helper::ask(
-                self.helper_path.as_deref(),
-                name,
-                &setting,
-                &path,
-                &registry,
-            )
-            .await;
+            return helper::ask(self.helper_path.as_deref(), name, &setting, &path, registry).await;
         }
-        let credential = config.auth_for(&registry, &path)?;
+        let credential = config.auth_for(registry, &path)?;
         tracing::debug!(
             registry = %registry.host,
             found = credential.is_some(),
@@ -421,6 +474,77 @@ mod tests {
         }));
         fixture.helper("store", NOT_FOUND);
         assert_eq!(fixture.lookup("registry.example").await, None);
+    }
+
+    #[tokio::test]
+    async fn secrets_read_from_the_docker_config_are_announced_before_they_are_returned() {
+        let fixture = Fixture::new(&json!({
+            "auths": {
+                "basic.example": { "auth": encode(&format!("alice:{SECRET}")) },
+                "token.example": { "identitytoken": "refresh-0123456789" },
+                "explicit.example": { "auth": encode("config:p") },
+            },
+            "credHelpers": { "helped.example": "store" },
+        }));
+        fixture.helper("store", &answering("bob", "helper-secret-42"));
+        let announced = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let source = {
+            let announced = Arc::clone(&announced);
+            fixture
+                .source()
+                .with_explicit("explicit.example", basic("carol", "given-explicitly"))
+                .announcing_secrets_to(SecretAnnouncer::new(move |secret| {
+                    announced.lock().expect("lock").push(secret.to_owned());
+                }))
+        };
+        let take = || std::mem::take(&mut *announced.lock().expect("lock"));
+        assert_eq!(
+            source.lookup("basic.example").await.expect("lookup"),
+            Some(basic("alice", SECRET))
+        );
+        assert_eq!(
+            take(),
+            [SECRET.to_owned(), encode(&format!("alice:{SECRET}"))]
+        );
+        assert!(
+            source
+                .lookup("token.example")
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+        assert_eq!(take(), ["refresh-0123456789"]);
+        assert!(
+            source
+                .lookup("helped.example")
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+        assert_eq!(
+            take(),
+            [
+                "helper-secret-42".to_owned(),
+                encode("bob:helper-secret-42")
+            ]
+        );
+        // Explicit credentials are announced by whoever gave them; anonymous access has nothing to announce.
+        assert!(
+            source
+                .lookup("explicit.example")
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+        assert!(
+            source
+                .lookup("anonymous.example")
+                .await
+                .expect("lookup")
+                .is_none()
+        );
+        assert_eq!(take(), Vec::<String>::new());
+        assert!(!format!("{source:?}").contains(SECRET));
     }
 
     #[test]
