@@ -120,6 +120,61 @@ pub fn report(error: &anyhow::Error, host: &mut dyn CiHost) -> ExitCode {
     ExitCode::from(diagnosis.outcome as u8)
 }
 
+/// Reports a command line clap refused the way every other invalid input is reported (exit 2): one `error:`
+/// line, through the CI host so that it becomes an annotation, and one `hint:` line with clap's tip or the
+/// usage. Help and version requests, and a bare `imagepipe`, print what clap prints.
+pub fn report_usage(error: &clap::Error, host: &mut dyn CiHost) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        // Printing help can fail only when stdout is closed, and then there is nobody to tell.
+        let _ = error.print();
+        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+    }
+    let (message, hint) = usage_error_lines(&error.render().to_string());
+    host.error(&message, None);
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(Outcome::InvalidInput as u8)
+}
+
+/// clap's several-line error as one message and a hint. clap writes the message on the first line, with what
+/// it lists (missing arguments, possible values) on indented lines below, then a `tip:`, the usage, and a
+/// pointer to `--help`.
+fn usage_error_lines(rendered: &str) -> (String, Option<String>) {
+    let mut lines = rendered.lines().map(str::trim);
+    let first = lines.next().unwrap_or_default();
+    let mut message = first
+        .strip_prefix("error:")
+        .unwrap_or(first)
+        .trim()
+        .to_owned();
+    let mut listed = Vec::new();
+    let (mut tip, mut usage) = (None, None);
+    let mut in_message = true;
+    for line in lines {
+        if line.is_empty() {
+            in_message = false;
+        } else if let Some(text) = line.strip_prefix("tip:") {
+            tip.get_or_insert_with(|| text.trim().to_owned());
+        } else if let Some(text) = line.strip_prefix("Usage:") {
+            usage = Some(format!("usage: `{}`", text.trim()));
+        } else if in_message {
+            listed.push(line);
+        }
+    }
+    if !listed.is_empty() {
+        let separator = if message.ends_with(':') { " " } else { ": " };
+        message = format!("{message}{separator}{}", listed.join(", "));
+    }
+    (message, tip.or(usage))
+}
+
 /// Logs go to stderr, without timestamps (CI hosts add their own) or module paths.
 pub fn init_logging(verbose: bool) {
     let level = if verbose {
@@ -140,6 +195,38 @@ pub fn init_logging(verbose: bool) {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn clap_errors_become_one_line_and_a_hint() {
+        let cases = [
+            (
+                "error: the following required arguments were not provided:\n  --fragments <DIR>\n  --output <FILE>\n\n\
+                 Usage: imagepipe post-build --manifest <FILE> --fragments <DIR> --output <FILE>\n\n\
+                 For more information, try '--help'.\n",
+                "the following required arguments were not provided: --fragments <DIR>, --output <FILE>",
+                Some(
+                    "usage: `imagepipe post-build --manifest <FILE> --fragments <DIR> --output <FILE>`",
+                ),
+            ),
+            (
+                "error: unrecognized subcommand 'sing'\n\n  tip: a similar subcommand exists: 'sign'\n\n\
+                 Usage: imagepipe [OPTIONS] <COMMAND>\n\nFor more information, try '--help'.\n",
+                "unrecognized subcommand 'sing'",
+                Some("a similar subcommand exists: 'sign'"),
+            ),
+            (
+                "error: invalid value 'foo' for '--media-type <MEDIA_TYPE>'\n  [possible values: oci, docker]\n\n\
+                 For more information, try '--help'.\n",
+                "invalid value 'foo' for '--media-type <MEDIA_TYPE>': [possible values: oci, docker]",
+                None,
+            ),
+        ];
+        for (rendered, message, hint) in cases {
+            let (found, found_hint) = usage_error_lines(rendered);
+            assert_eq!(found, message);
+            assert_eq!(found_hint.as_deref(), hint);
+        }
+    }
 
     #[test]
     fn classifies_known_causes_through_context() {
