@@ -44,12 +44,14 @@ pub fn parse<T: DeserializeOwned>(
 ) -> Result<T, FileError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        // serde_path_to_error writes the root as ".".
+        // serde_path_to_error writes the root as ".", and a key or element it had not yet entered when the
+        // input broke off (a syntax error) as "?": the path is where it stood.
         let text = error.path().to_string();
-        let path = if text == "." {
+        let text = text.strip_suffix(".?").unwrap_or(&text);
+        let path = if text == "." || text == "?" {
             JsonPath::root()
         } else {
-            JsonPath::from(text.as_str())
+            JsonPath::from(text)
         };
         FileError::Parse {
             issue: issue_of(file, path, error.inner(), expected),
@@ -167,6 +169,15 @@ mod tests {
         let missing = parse_error("{}");
         assert_eq!(missing.path.to_string(), "(root)");
         assert_eq!(missing.found, "missing field `repos`");
+        // Cut off where a key or element would start: the path is where the parser stood, with no `?`.
+        for (text, path) in [
+            ("{\"repos\": [{\"a\": 1}, ", "repos"),
+            ("{\"repos\": [{", "repos[0]"),
+            ("{\"repos\": [{\"a\"", "repos[0]"),
+            ("{", "(root)"),
+        ] {
+            assert_eq!(parse_error(text).path.to_string(), path, "{text}");
+        }
         let trailing = parse_error(r#"{"repos": []} x"#);
         assert!(
             trailing.found.contains("trailing characters"),
