@@ -282,7 +282,11 @@ pub struct PublishArgs {
     pub require_verify: bool,
 
     /// Publish without signatures (for projects that do not sign); logged loudly
-    #[arg(long, env = "IMAGEPIPE_ALLOW_UNSIGNED")]
+    #[arg(
+        long,
+        env = "IMAGEPIPE_ALLOW_UNSIGNED",
+        conflicts_with = "require_verify"
+    )]
     pub allow_unsigned: bool,
 
     /// Copies at once

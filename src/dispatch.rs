@@ -2,6 +2,7 @@
 //! clap's types and the stages'.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ci::{CiHost, RunIdentity};
@@ -51,13 +52,20 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let run = RunIdentity::from_environment();
     match command {
         Command::CreateManifest(arguments) => {
+            output_apart_from_manifest(
+                arguments
+                    .output
+                    .as_ref()
+                    .unwrap_or(&arguments.image_info.image_info),
+                &arguments.manifest.manifest,
+            )?;
             let staging = staging_location(&arguments.staging)?;
             let settings = create_manifest::Settings {
                 manifest: arguments.manifest.manifest,
                 variables: variables(arguments.manifest.variables, &run),
                 image_info: arguments.image_info.image_info,
                 output: arguments.output,
-                expect_sha256: arguments.image_info.expect_sha256,
+                expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,
@@ -69,11 +77,20 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             create_manifest::run(settings, &run, host).await
         }
         Command::Sign(arguments) => {
+            if let Some(manifest) = &arguments.manifest {
+                output_apart_from_manifest(
+                    arguments
+                        .output
+                        .as_ref()
+                        .unwrap_or(&arguments.image_info.image_info),
+                    manifest,
+                )?;
+            }
             let staging = staging_location(&arguments.staging)?;
             let settings = sign::Settings {
                 image_info: arguments.image_info.image_info,
                 output: arguments.output,
-                expect_sha256: arguments.image_info.expect_sha256,
+                expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
                 manifest: arguments
                     .manifest
                     .map(|manifest| (manifest, variables(arguments.variables, &run))),
@@ -92,13 +109,13 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
         }
         Command::Verify(arguments) => {
             let staging = match &arguments.staging_registry {
-                Some(registry) => Some(parse_location(registry)?),
+                Some(registry) => Some(parse_location("--staging-registry", registry)?),
                 None => None,
             };
             let client = client_settings(registry, staging.as_ref(), host)?;
             let settings = verify::Settings {
                 image_info: arguments.image_info.image_info,
-                expect_sha256: arguments.image_info.expect_sha256,
+                expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
                 key: key_source(&arguments.key)?,
                 staging: staging.map(|location| (location, arguments.staging_prefix)),
                 client,
@@ -111,7 +128,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 manifest: arguments.manifest.manifest,
                 variables: variables(arguments.manifest.variables, &run),
                 image_info: arguments.image_info.image_info,
-                expect_sha256: arguments.image_info.expect_sha256,
+                expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
                 command: arguments.command,
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
@@ -122,12 +139,12 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
         Command::Publish(arguments) => {
             let staging = staging_location(&arguments.staging)?;
             let target = match &arguments.registry_override {
-                Some(registry) => Some(parse_location(registry)?),
+                Some(registry) => Some(parse_location("--registry-override", registry)?),
                 None => None,
             };
             let settings = publish::Settings {
                 image_info: arguments.image_info.image_info,
-                expect_sha256: arguments.image_info.expect_sha256,
+                expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
                 output: arguments.output,
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
@@ -167,6 +184,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             generate_key::run(settings)
         }
         Command::PostBuild(arguments) => {
+            output_apart_from_manifest(&arguments.output, &arguments.manifest.manifest)?;
             let settings = post_build::Settings {
                 manifest: arguments.manifest.manifest,
                 variables: variables(arguments.manifest.variables, &run),
@@ -199,12 +217,73 @@ fn variables(arguments: VariableArgs, run: &RunIdentity) -> BTreeMap<String, Str
 }
 
 fn staging_location(arguments: &StagingArgs) -> anyhow::Result<Location> {
-    parse_location(&arguments.staging_registry)
+    parse_location("--staging-registry", &arguments.staging_registry)
 }
 
-fn parse_location(text: &str) -> anyhow::Result<Location> {
-    text.parse()
-        .map_err(|error| anyhow::Error::new(InvalidFlag(format!("--staging-registry: {error}"))))
+/// A store location given with `flag`, which the error names.
+fn parse_location(flag: &str, text: &str) -> anyhow::Result<Location> {
+    let location = text
+        .parse()
+        .map_err(|error| anyhow::Error::new(InvalidFlag(format!("{flag}: {error}"))))?;
+    if let Location::Layout(folder) = &location {
+        if folder.exists() && !folder.is_dir() {
+            return Err(InvalidFlag(format!(
+                "{flag}: `{text}` names a file, but an OCI layout store is a folder"
+            ))
+            .into());
+        }
+    }
+    Ok(location)
+}
+
+/// Refuses an `--output` that is the manifest the stage reads: a template slip that would replace it.
+fn output_apart_from_manifest(output: &Path, manifest: &Path) -> anyhow::Result<()> {
+    match (output.canonicalize(), manifest.canonicalize()) {
+        (Ok(output_file), Ok(manifest_file)) if output_file == manifest_file => Err(InvalidFlag(
+            format!(
+                "--output: `{}` is the manifest given with `--manifest`; writing image-info there would replace it",
+                output.display()
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// `--ca-cert` files: each must be readable and hold a PEM certificate, checked here so that a wrong path is
+/// an invalid flag (exit 2) even for a command that reaches no registry.
+fn checked_ca_certificates(files: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
+    for file in &files {
+        let text = std::fs::read(file).map_err(|error| {
+            InvalidFlag(format!(
+                "--ca-cert: cannot read `{}`: {error}",
+                file.display()
+            ))
+        })?;
+        if !String::from_utf8_lossy(&text).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(InvalidFlag(format!(
+                "--ca-cert: `{}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                file.display()
+            ))
+            .into());
+        }
+    }
+    Ok(files)
+}
+
+/// `--expect-sha256`, checked for form: a value that is no SHA-256 at all is a wrong flag (a template passing
+/// the wrong output), not a file changed on the way.
+fn expected_sha256(value: Option<String>) -> anyhow::Result<Option<String>> {
+    if let Some(text) = &value {
+        let hex = text.trim().trim_start_matches("sha256:");
+        if hex.len() != 64 || !hex.chars().all(|character| character.is_ascii_hexdigit()) {
+            return Err(InvalidFlag(format!(
+                "--expect-sha256: `{text}` is not a SHA-256: expected 64 hex digits, the `image-info-sha256` output of the previous stage"
+            ))
+            .into());
+        }
+    }
+    Ok(value)
 }
 
 fn key_source(text: &str) -> anyhow::Result<KeySource> {
@@ -274,7 +353,7 @@ fn client_settings(
     }
     Ok(ClientSettings {
         insecure_registries: insecure_registry,
-        ca_certificates: ca_cert,
+        ca_certificates: checked_ca_certificates(ca_cert)?,
         credentials,
         timeouts: Timeouts {
             stage: Some(StageDeadline::after(timeout)),
