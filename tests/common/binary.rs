@@ -100,6 +100,12 @@ impl Imagepipe {
         self
     }
 
+    /// Runs the binary in `folder`, so that relative paths in its arguments are inside it.
+    pub fn current_dir(mut self, folder: impl AsRef<std::path::Path>) -> Self {
+        self.command.current_dir(folder);
+        self
+    }
+
     /// `text` as standard input, closed after it; without it, standard input is empty.
     pub fn stdin(mut self, text: &str) -> Self {
         self.stdin = Some(text.to_owned());
