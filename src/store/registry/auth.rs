@@ -1,5 +1,6 @@
-//! Registry authentication: the `WWW-Authenticate` challenge, and bearer tokens from the realm it names,
-//! cached per registry, repository and scope.
+//! Registry authentication: the `WWW-Authenticate` challenge, what a request sends to answer it (basic
+//! credentials or a bearer token fetched from the realm it names), and tokens cached per registry, repository
+//! and scope.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -7,7 +8,13 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode, Url};
+
 use super::credentials::Credential;
+use super::transport::authority;
+use super::{Host, RegistryClient};
+use crate::store::error::StoreError;
 
 /// What a registry asked for in its `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +139,184 @@ impl std::fmt::Debug for Authorization {
             Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
         }
     }
+}
+
+/// A token server's answer is a small JSON object.
+const TOKEN_ANSWER_LIMIT: usize = 64 * 1024;
+
+impl RegistryClient {
+    /// What to send with a request: basic credentials, a cached or newly fetched bearer token, or nothing.
+    /// `fresh_challenge` (from a 401) forces a new token for the scope it names.
+    pub(super) async fn authorization(
+        &self,
+        registry: &str,
+        host: &Host,
+        scope: &str,
+        fresh_challenge: Option<Challenge>,
+    ) -> Result<Authorization, StoreError> {
+        let forced = fresh_challenge.is_some();
+        let challenge = fresh_challenge.or_else(|| host.challenge.clone());
+        match challenge {
+            None => Ok(Authorization::Anonymous),
+            Some(Challenge::Basic) => Ok(host
+                .credential
+                .clone()
+                .map_or(Authorization::Anonymous, Authorization::Basic)),
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            }) => {
+                let scope = match asked {
+                    Some(asked) if forced && !scope.contains(&asked) => format!("{scope} {asked}"),
+                    _ => scope.to_owned(),
+                };
+                if !forced {
+                    if let Some(token) = self.tokens.get(registry, &scope).await {
+                        return Ok(Authorization::Bearer(token));
+                    }
+                }
+                let (token, lifetime) = self
+                    .fetch_token(registry, host, &realm, service.as_deref(), &scope)
+                    .await?;
+                self.tokens
+                    .put(registry, &scope, token.clone(), lifetime)
+                    .await;
+                Ok(Authorization::Bearer(token))
+            }
+        }
+    }
+
+    /// Asks the realm for a token: `GET` with basic credentials, or the OAuth2 `POST` with a refresh token. The
+    /// realm obeys the registry's own TLS rule: plain HTTP only on loopback or an `--insecure-registry` host.
+    async fn fetch_token(
+        &self,
+        registry: &str,
+        host: &Host,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(String, Duration), StoreError> {
+        let realm_url = Url::parse(realm).map_err(|_| StoreError::Status {
+            method: "GET".into(),
+            url: realm.to_owned(),
+            status: 0,
+            code: None,
+            message: format!("{registry} named a token realm that is not a URL"),
+            attempts: 0,
+        })?;
+        self.require_secure(registry, "token realm", &realm_url)?;
+        let client = self.client_for(&authority(&realm_url));
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        for one in scope.split_whitespace() {
+            query.push(("scope", one));
+        }
+        let deadline = self.settings.timeouts.request_deadline(0);
+        let reply = match &host.credential {
+            Some(Credential::IdentityToken(refresh_token)) => {
+                let mut form = query.clone();
+                form.extend([
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token.as_str()),
+                    ("client_id", "imagepipe"),
+                ]);
+                self.send_with_retries(
+                    client,
+                    &Method::POST,
+                    realm,
+                    self.settings.retry.attempts,
+                    deadline,
+                    |request| request.form(&form),
+                )
+                .await?
+            }
+            credential => {
+                self.send_with_retries(
+                    client,
+                    &Method::GET,
+                    realm,
+                    self.settings.retry.attempts,
+                    deadline,
+                    |request| {
+                        let request = request.query(&query);
+                        match credential {
+                            Some(Credential::Basic { username, password }) => {
+                                request.basic_auth(username, Some(password))
+                            }
+                            _ => request,
+                        }
+                    },
+                )
+                .await?
+            }
+        };
+        if matches!(
+            reply.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            return Err(StoreError::Unauthorized {
+                registry: registry.to_owned(),
+                user: host
+                    .credential
+                    .as_ref()
+                    .and_then(|credential| credential.username().map(str::to_owned)),
+            });
+        }
+        if !reply.status().is_success() {
+            return Err(reply.into_error(1).await);
+        }
+        let body = reply.bytes(TOKEN_ANSWER_LIMIT, "a token").await?;
+        serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| StoreError::Status {
+                method: "GET".into(),
+                url: realm.to_owned(),
+                status: 200,
+                code: None,
+                message: "the token server's answer holds no token".into(),
+                attempts: 1,
+            })
+    }
+}
+
+/// `builder` carrying `authorization`.
+pub(super) fn with_authorization(
+    builder: reqwest::RequestBuilder,
+    authorization: &Authorization,
+) -> reqwest::RequestBuilder {
+    match authorization {
+        Authorization::Anonymous => builder,
+        Authorization::Basic(Credential::Basic { username, password }) => {
+            builder.basic_auth(username, Some(password))
+        }
+        // A refresh token is only good at the token endpoint.
+        Authorization::Basic(Credential::IdentityToken(_)) => builder,
+        Authorization::Bearer(token) => match HeaderValue::from_str(&format!("Bearer {token}")) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                builder.header(AUTHORIZATION, value)
+            }
+            Err(_) => builder,
+        },
+    }
+}
+
+/// The challenge of a 401 answer, if it names one this client can answer.
+pub(super) fn challenge_of(response: &Response) -> Option<Challenge> {
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return None;
+    }
+    response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(parse_challenge)
+        .next()
 }
 
 #[cfg(test)]

@@ -1,0 +1,187 @@
+//! One request's attempts: each sent within the bound on requests in flight and its attempt deadline, retried
+//! with backoff on connection failures, stalls, 429 and 5xx, and none waiting past the request's deadline.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Method, Response};
+use tokio::time::Instant;
+
+use super::deadline::Deadline;
+use super::reply::Reply;
+use super::{RegistryClient, retry};
+use crate::store::error::StoreError;
+
+impl RegistryClient {
+    /// Sends a request that needs no authentication, retrying transient failures within `deadline`.
+    pub(super) async fn send_with_retries(
+        &self,
+        client: &reqwest::Client,
+        method: &Method,
+        url: &str,
+        attempts: u32,
+        mut deadline: Deadline,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .transmit(decorate(client.request(method.clone(), url)), &mut deadline)
+                .await;
+            let outcome = self
+                .after_attempt(method, url, attempt, attempts, deadline, sent)
+                .await?;
+            if let Some(response) = outcome {
+                return Ok(reply(response, method, url, deadline));
+            }
+        }
+    }
+
+    /// Sends one attempt within the bound on requests in flight, counting it. Waiting for a free slot counts
+    /// against the stage's deadline only, so the request's own time starts when it is sent; an attempt with no
+    /// answer by its attempt deadline is abandoned as stalled.
+    pub(super) async fn transmit(
+        &self,
+        request: reqwest::RequestBuilder,
+        deadline: &mut Deadline,
+    ) -> Result<Response, AttemptFailure> {
+        let queued = Instant::now();
+        let stage_end = self.settings.timeouts.stage.map(|stage| stage.at);
+        let permit = match stage_end {
+            Some(end) => tokio::time::timeout_at(end, self.in_flight.acquire())
+                .await
+                .map_err(|_| AttemptFailure::Stalled)?,
+            None => self.in_flight.acquire().await,
+        };
+        let _permit = permit;
+        *deadline = self
+            .settings
+            .timeouts
+            .postponed(*deadline, queued.elapsed());
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let answer_by = self.settings.timeouts.attempt_deadline(*deadline);
+        match tokio::time::timeout_at(answer_by, request.send()).await {
+            Ok(sent) => sent.map_err(AttemptFailure::Connection),
+            Err(_) => Err(AttemptFailure::Stalled),
+        }
+    }
+
+    /// Decides what an attempt's outcome means: a response to return, or `None` to try again (after the
+    /// backoff, which this waits out), or the final error. No wait runs past `deadline`.
+    pub(super) async fn after_attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        attempt: u32,
+        attempts: u32,
+        deadline: Deadline,
+        sent: Result<Response, AttemptFailure>,
+    ) -> Result<Option<Response>, StoreError> {
+        let (retry_after, reason) = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if !retry::is_retryable(status) || attempt >= attempts {
+                    if retry::is_retryable(status) {
+                        return Err(reply(response, method, url, deadline)
+                            .into_error(attempt)
+                            .await);
+                    }
+                    return Ok(Some(response));
+                }
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(retry::parse_retry_after);
+                (retry_after, format!("{status}"))
+            }
+            Err(failure) => {
+                let reason = failure.reason(self.settings.timeouts.attempt);
+                if Instant::now() >= deadline.at {
+                    return Err(timed_out(method, url, deadline, reason, attempt));
+                }
+                match failure {
+                    AttemptFailure::Connection(source) if attempt >= attempts => {
+                        return Err(StoreError::Connection {
+                            method: method.to_string(),
+                            url: url.to_owned(),
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    AttemptFailure::Stalled if attempt >= attempts => {
+                        return Err(timed_out(method, url, deadline, reason, attempt));
+                    }
+                    _ => (None, reason),
+                }
+            }
+        };
+        let delay = self.settings.retry.delay(attempt, retry_after);
+        if Instant::now() + delay >= deadline.at {
+            return Err(timed_out(method, url, deadline, reason, attempt));
+        }
+        tracing::info!(
+            "retrying {method} {url} after {reason} (attempt {} of {attempts}) in {:.1} s",
+            attempt + 1,
+            delay.as_secs_f64()
+        );
+        tokio::time::sleep(delay).await;
+        Ok(None)
+    }
+}
+
+/// Why an attempt got no answer.
+pub(super) enum AttemptFailure {
+    Connection(reqwest::Error),
+    /// Nothing came back by the attempt's deadline.
+    Stalled,
+}
+
+impl AttemptFailure {
+    fn reason(&self, attempt_limit: Duration) -> String {
+        match self {
+            Self::Connection(error) => connection_failure(error),
+            Self::Stalled => format!(
+                "no answer within {}",
+                humantime::format_duration(attempt_limit)
+            ),
+        }
+    }
+}
+
+pub(super) fn reply(response: Response, method: &Method, url: &str, deadline: Deadline) -> Reply {
+    Reply {
+        response,
+        method: method.clone(),
+        url: url.to_owned(),
+        deadline,
+    }
+}
+
+fn timed_out(
+    method: &Method,
+    url: &str,
+    deadline: Deadline,
+    reason: String,
+    attempt: u32,
+) -> StoreError {
+    StoreError::TimedOut {
+        method: method.to_string(),
+        url: url.to_owned(),
+        limit: deadline.limit,
+        last: Some(format!("{reason} on attempt {attempt}")),
+    }
+}
+
+/// A short reason for a failed connection, for retry log lines.
+fn connection_failure(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "a timeout".to_owned()
+    } else if error.is_connect() {
+        "a connection failure".to_owned()
+    } else {
+        "a broken connection".to_owned()
+    }
+}
