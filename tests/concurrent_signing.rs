@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::images::{TestImage, write_fragment};
-use common::{Imagepipe, Registry, path};
+use common::{Imagepipe, Registry, path, stages};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use serde_json::json;
@@ -167,22 +167,8 @@ fn signable_image_info(folder: &Path, host: &str, digests: &[Digest]) -> PathBuf
             vec![entry],
         );
     }
-    let info = folder.join("image-info.json");
-    Imagepipe::new()
-        .args(["post-build", "--manifest", &path(&manifest), "--fragments"])
-        .arg(&fragments)
-        .args(["--output", &path(&info)])
-        .run()
-        .succeeded();
-    Imagepipe::new()
-        .args([
-            "create-manifest",
-            "--manifest",
-            &path(&manifest),
-            "--image-info",
-        ])
-        .arg(&info)
-        .args(["--staging-registry", host])
+    let info = stages::post_build(&manifest, &fragments, &folder.join("image-info.json"));
+    stages::create_manifest(&manifest, &info, host)
         .run()
         .succeeded();
     info

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::hostile::{Answer, HostileRegistry, Seen, owned};
-use common::{Imagepipe, Registry};
+use common::{Registry, stages};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{
     ClientSettings, Credential, CredentialSource, RegistryClient, RegistryStore, RetryPolicy,
@@ -76,17 +76,11 @@ fn example() -> std::path::PathBuf {
 
 /// The example's post-build result in `folder`, ready for create-manifest: the stage that talks to a registry.
 fn example_image_info(folder: &std::path::Path) -> std::path::PathBuf {
-    let image_info = folder.join("image-info.json");
-    Imagepipe::new()
-        .args(["post-build", "--manifest"])
-        .arg(example().join("manifest.json"))
-        .arg("--fragments")
-        .arg(example().join("fragments"))
-        .arg("--output")
-        .arg(&image_info)
-        .run()
-        .succeeded();
-    image_info
+    stages::post_build(
+        &example().join("manifest.json"),
+        &example().join("fragments"),
+        &folder.join("image-info.json"),
+    )
 }
 
 fn carries_credentials(seen: &Seen) -> bool {
@@ -391,13 +385,13 @@ fn a_stage_against_a_stalling_registry_ends_at_its_timeout() {
     let work = tempfile::tempdir().expect("temp dir");
     let image_info = example_image_info(work.path());
     let started = Instant::now();
-    let ran = Imagepipe::new()
-        .args(["create-manifest", "--manifest"])
-        .arg(example().join("manifest.json"))
-        .arg("--image-info")
-        .arg(&image_info)
-        .args(["--staging-registry", &stalled.host(), "--timeout", "3s"])
-        .run();
+    let ran = stages::create_manifest(
+        &example().join("manifest.json"),
+        &image_info,
+        &stalled.host(),
+    )
+    .args(["--timeout", "3s"])
+    .run();
     let took = started.elapsed();
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     assert!(
@@ -417,13 +411,12 @@ fn a_loopback_tls_registry_without_its_ca_is_reported_as_untrusted() {
     let registry = Registry::start_tls_with_htpasswd(USER, PASSWORD);
     let work = tempfile::tempdir().expect("temp dir");
     let image_info = example_image_info(work.path());
-    let ran = Imagepipe::new()
-        .args(["create-manifest", "--manifest"])
-        .arg(example().join("manifest.json"))
-        .arg("--image-info")
-        .arg(&image_info)
-        .args(["--staging-registry", &registry.host()])
-        .run();
+    let ran = stages::create_manifest(
+        &example().join("manifest.json"),
+        &image_info,
+        &registry.host(),
+    )
+    .run();
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     assert!(ran.stderr.contains("TLS certificate"), "{}", ran.stderr);
     assert!(

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::images::{TestImage, write_fragment};
 use common::token_server::{Anonymous, TokenServer};
-use common::{Credentials, Imagepipe, Registry, path};
+use common::{Credentials, Imagepipe, Registry, path, stages};
 use imagepipe::store::registry::{ClientSettings, CredentialSource, RegistryClient, RegistryStore};
 use serde_json::json;
 
@@ -109,23 +109,13 @@ impl Staging {
         let declaration =
             json!({"registry": public, "repos": [{"name": REPOSITORY, "images": images}]});
         std::fs::write(&manifest, declaration.to_string()).expect("writes");
-        let info = folder.path().join("image-info.json");
-        Imagepipe::new()
-            .args(["post-build", "--manifest", &path(&manifest), "--fragments"])
-            .arg(folder.path().join("fragments"))
-            .args(["--output", &path(&info)])
-            .run()
-            .succeeded();
-        let mut create_manifest = Imagepipe::new()
-            .args([
-                "create-manifest",
-                "--manifest",
-                &path(&manifest),
-                "--image-info",
-            ])
-            .arg(&info)
-            .args(["--staging-registry", &host])
-            .env("DOCKER_CONFIG", docker_config);
+        let info = stages::post_build(
+            &manifest,
+            &folder.path().join("fragments"),
+            &folder.path().join("image-info.json"),
+        );
+        let mut create_manifest =
+            stages::create_manifest(&manifest, &info, &host).env("DOCKER_CONFIG", docker_config);
         if let Some(ca_cert) = &ca_cert {
             create_manifest = create_manifest.arg("--ca-cert").arg(ca_cert);
         }

@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod shared_data;
+pub mod stages;
 pub mod tls;
 pub mod token_server;
 pub mod tools;

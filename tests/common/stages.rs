@@ -1,0 +1,32 @@
+//! The stages a test runs to set a scene before the one it checks: post-build, then create-manifest.
+
+use std::path::{Path, PathBuf};
+
+use super::Imagepipe;
+
+/// Runs post-build of the fragments in `fragments` against `manifest` into `output`, which it returns.
+pub fn post_build(manifest: &Path, fragments: &Path, output: &Path) -> PathBuf {
+    Imagepipe::new()
+        .arg("post-build")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--fragments")
+        .arg(fragments)
+        .arg("--output")
+        .arg(output)
+        .run()
+        .succeeded();
+    output.to_owned()
+}
+
+/// create-manifest of `image_info` against `manifest` with `staging` as staging, not yet run, so that a test
+/// can add flags and environment.
+pub fn create_manifest(manifest: &Path, image_info: &Path, staging: &str) -> Imagepipe {
+    Imagepipe::new()
+        .arg("create-manifest")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--image-info")
+        .arg(image_info)
+        .args(["--staging-registry", staging])
+}
