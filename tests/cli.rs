@@ -232,10 +232,7 @@ fn repository_names_that_break_out_of_url_paths_are_invalid_input() {
         let (code, _, stderr) =
             imagepipe(&["validate", "--image-info", info.to_str().expect("utf-8")]);
         assert_eq!(code, Some(2), "{name}: {stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|line| line.starts_with("error:"))
-            .collect();
+        let errors = common::error_lines(&stderr);
         assert_eq!(errors.len(), 1, "{name}: {stderr}");
         assert!(
             errors[0].contains(&format!("`{}` at `{json_path}`: found ", info.display())),

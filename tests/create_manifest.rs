@@ -371,10 +371,7 @@ async fn a_tls_registry_with_credentials_from_docker_config() {
         .env("DOCKER_CONFIG", &wrong_config)
         .run();
     assert_eq!(code, Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("error:"))
-        .collect();
+    let errors = common::error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
         errors[0].contains("refused the credentials of `ci-user`"),

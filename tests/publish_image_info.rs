@@ -508,10 +508,7 @@ fn endless_conflicts_fail_after_five_attempts_naming_the_target() {
     let Ran { code, stderr, .. } = imagepipe(&server, &file).run();
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(server.puts().len(), 5);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("error:"))
-        .collect();
+    let errors = common::error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     for part in [PATH, REPOSITORY, DEFAULT_BRANCH, "after 5 attempts", "409"] {
         assert!(errors[0].contains(part), "`{part}` missing: {stderr}");
@@ -529,10 +526,7 @@ fn a_wrong_token_fails_in_one_line_without_the_token() {
         stderr,
     } = imagepipe(&server, &file).env("GITHUB_TOKEN", wrong).run();
     assert_eq!(code, Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("error:"))
-        .collect();
+    let errors = common::error_lines(&stderr);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("Bad credentials"), "{stderr}");
     assert!(errors[0].contains("401"), "{stderr}");

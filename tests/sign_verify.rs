@@ -521,10 +521,7 @@ async fn key_problems_are_one_clear_line_without_key_material() {
     ];
     for (case, code, stderr, expected) in cases {
         assert_eq!(code, Some(2), "{case}: {stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|line| line.starts_with("error:"))
-            .collect();
+        let errors = common::error_lines(&stderr);
         assert_eq!(errors.len(), 1, "{case}: {stderr}");
         assert!(
             errors[0].to_lowercase().contains(expected),
@@ -647,10 +644,7 @@ async fn a_digest_renamed_to_another_repository_is_invalid_input_and_not_signed(
         let reference = rename(name);
         let (code, _, stderr) = chain.run(&["validate", "--image-info", &path(&chain.info)]);
         assert_eq!(code, Some(2), "{name}: {stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|line| line.starts_with("error:"))
-            .collect();
+        let errors = common::error_lines(&stderr);
         assert_eq!(errors.len(), 1, "{name}: {stderr}");
         for part in [
             path(&chain.info).as_str(),

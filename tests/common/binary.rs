@@ -163,6 +163,14 @@ impl Ran {
     }
 }
 
+/// The `error:` lines of a run's stderr: an error is reported once, so a test counts these.
+pub fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect()
+}
+
 /// For helpers that hand the three parts on as a tuple.
 impl From<Ran> for (Option<i32>, String, String) {
     fn from(ran: Ran) -> Self {

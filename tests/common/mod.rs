@@ -22,7 +22,7 @@ pub mod tls;
 pub mod token_server;
 pub mod tools;
 
-pub use binary::{Imagepipe, Ran};
+pub use binary::{Imagepipe, Ran, error_lines};
 pub use credentials::Credentials;
 pub use files::{path, read_json, strings};
 pub use registry::Registry;
