@@ -163,11 +163,22 @@ pub struct CreateManifestArgs {
     pub output: Option<PathBuf>,
 
     #[command(flatten)]
+    pub published: PublishedImageInfoArgs,
+
+    #[command(flatten)]
     pub staging: StagingArgs,
 
     /// The kind of manifest list to write
     #[arg(long, value_enum, default_value_t = IndexKind::Oci, env = "IMAGEPIPE_MEDIA_TYPE")]
     pub media_type: IndexKind,
+}
+
+/// The record of what is published, which a partial run completes.
+#[derive(Debug, Args)]
+pub struct PublishedImageInfoArgs {
+    /// The image-info.json last published: the record of every platform this run does not rebuild
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_PUBLISHED_IMAGE_INFO")]
+    pub published_image_info: Option<PathBuf>,
 }
 
 /// The image-info a stage reads and updates, and the check that it is the file the previous stage wrote.

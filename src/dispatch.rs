@@ -66,6 +66,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 image_info: arguments.image_info.image_info,
                 output: arguments.output,
                 expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
+                published_image_info: arguments.published.published_image_info,
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,

@@ -2,7 +2,8 @@
 //!
 //! We read both versions and write 2.0. Our additions (the `pipeline` ledger, `signatures`, `isUnchanged`) are
 //! new keys older readers ignore. Output is deterministic: [`ImageInfo::normalize`] sorts everything whose order
-//! carries no meaning; layers keep their build order.
+//! carries no meaning; layers keep their build order and tags the manifest's order (the first tag is the one a
+//! platform is looked up by).
 
 use std::path::Path;
 
@@ -193,20 +194,21 @@ impl ImageData {
 }
 
 impl ImageInfo {
-    /// Puts everything in canonical order and marks the file as the version we write, so that equal content
-    /// always serializes to equal bytes.
+    /// Puts every record in its canonical form and order and marks the file as the version we write, so that
+    /// equal content always serializes to equal bytes.
     pub fn normalize(&mut self) {
         self.schema_version = SCHEMA_VERSION.to_owned();
         for repo in &mut self.repos {
             for image in &mut repo.images {
                 if let Some(manifest) = &mut image.manifest {
-                    sort_unique(&mut manifest.shared_tags);
+                    unique_in_order(&mut manifest.shared_tags);
                     sort_unique(&mut manifest.syndicated_digests);
                     manifest.signatures.sort();
                     manifest.signatures.dedup();
                 }
                 for platform in &mut image.platforms {
-                    sort_unique(&mut platform.simple_tags);
+                    platform.canonicalize();
+                    unique_in_order(&mut platform.simple_tags);
                     platform.signatures.sort();
                     platform.signatures.dedup();
                 }
@@ -470,6 +472,12 @@ fn sort_unique(values: &mut Vec<String>) {
     values.dedup();
 }
 
+/// Drops repeats, keeping each value's first place.
+fn unique_in_order(values: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    values.retain(|value| seen.insert(value.clone()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn normalize_sorts_all_but_layers() {
+    fn normalize_sorts_all_but_layers_and_tags() {
         let platform = |dockerfile: &str, tags: &[&str]| PlatformData {
             dockerfile: dockerfile.into(),
             digest: DIGEST_A.into(),
@@ -545,8 +553,15 @@ mod tests {
         assert_eq!(info.schema_version, "2.0");
         assert_eq!(info.repos[0].repo, "a");
         let platforms = &info.repos[0].images[0].platforms;
-        assert_eq!(platforms[0].dockerfile, "a");
-        assert_eq!(platforms[1].simple_tags, ["t1", "t2"]);
+        assert_eq!(
+            platforms[0].dockerfile, "a/Dockerfile",
+            "normalize also canonicalizes"
+        );
+        assert_eq!(
+            platforms[1].simple_tags,
+            ["t2", "t1"],
+            "tags keep their order"
+        );
         assert_eq!(platforms[1].layers[0].digest, "sha256:zz");
     }
 

@@ -9,5 +9,6 @@ pub mod merge;
 pub mod naming;
 pub mod placement;
 pub mod platform;
+pub mod platform_record;
 pub mod reference;
 pub mod variables;

@@ -37,10 +37,15 @@ pub fn image_table(title: &str, info: &ImageInfo) -> String {
     table
 }
 
-/// `1 repo`, `2 repos`: counts as log lines show them.
+/// `1 repo`, `2 repos`, `2 indexes`: counts as log lines show them.
 pub fn count(number: usize, noun: &str) -> String {
     if number == 1 {
         format!("1 {noun}")
+    } else if ["s", "x", "sh", "ch"]
+        .iter()
+        .any(|ending| noun.ends_with(ending))
+    {
+        format!("{number} {noun}es")
     } else {
         format!("{number} {noun}s")
     }
@@ -90,5 +95,13 @@ mod tests {
         ] {
             assert_eq!(listing(&names(count), 3), expected, "{count}");
         }
+    }
+
+    #[test]
+    fn counts_take_their_plural() {
+        assert_eq!(count(1, "index"), "1 index");
+        assert_eq!(count(208, "index"), "208 indexes");
+        assert_eq!(count(0, "image"), "0 images");
+        assert_eq!(count(2, "digest"), "2 digests");
     }
 }

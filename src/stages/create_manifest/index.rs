@@ -1,0 +1,139 @@
+//! The index of one image: its children described from their configs, serialized without anything that varies
+//! between runs, and pushed under each shared tag that does not already point at it.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use oci_spec::image::{
+    Arch, Descriptor, ImageIndexBuilder, ImageManifest, MediaType, Os, PlatformBuilder,
+};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::model::reference::Digest;
+use crate::store::{AnyStore, ManifestReference, Store, StoreError, StoredManifest, our_digest};
+
+use super::IndexMediaType;
+
+/// The platform fields an image's config declares.
+#[derive(Deserialize)]
+struct ConfigPlatform {
+    architecture: String,
+    os: String,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default, rename = "os.version")]
+    os_version: Option<String>,
+}
+
+/// Describes platform images for index entries, once per digest however many indexes list it.
+pub struct Describer<'a> {
+    store: &'a AnyStore,
+    known: Mutex<HashMap<Digest, Descriptor>>,
+}
+
+impl<'a> Describer<'a> {
+    pub fn new(store: &'a AnyStore) -> Self {
+        Self {
+            store,
+            known: Mutex::default(),
+        }
+    }
+
+    /// The descriptor of a platform image, with the platform read from its config.
+    pub async fn describe(&self, repository: &str, digest: &Digest) -> anyhow::Result<Descriptor> {
+        if let Some(known) = self.known.lock().await.get(digest) {
+            return Ok(known.clone());
+        }
+        let name = format!("{}/{repository}@{digest}", self.store.name());
+        let manifest = self
+            .store
+            .get_manifest(repository, ManifestReference::Digest(digest))
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.store.name(),
+                reference: format!("{repository}@{digest}"),
+            })
+            .with_context(|| format!("reading platform image `{name}`"))?;
+        let image: ImageManifest = serde_json::from_slice(&manifest.bytes)
+            .with_context(|| format!("`{name}` is not an image manifest"))?;
+        let config_digest = our_digest(image.config().digest())
+            .with_context(|| format!("`{name}` has a config digest that is not sha256"))?;
+        let config = self.store.get_blob(repository, &config_digest).await?;
+        let declared: ConfigPlatform = serde_json::from_slice(&config)
+            .with_context(|| format!("the config of `{name}` declares no os and architecture"))?;
+        let mut platform = PlatformBuilder::default()
+            .architecture(Arch::from(declared.architecture.as_str()))
+            .os(Os::from(declared.os.as_str()));
+        if let Some(variant) = declared.variant.filter(|variant| !variant.is_empty()) {
+            platform = platform.variant(variant);
+        }
+        if let Some(version) = declared.os_version.filter(|version| !version.is_empty()) {
+            platform = platform.os_version(version);
+        }
+        let mut descriptor = manifest.descriptor();
+        descriptor.set_platform(Some(platform.build().context("describing a platform")?));
+        self.known
+            .lock()
+            .await
+            .insert(digest.clone(), descriptor.clone());
+        Ok(descriptor)
+    }
+}
+
+/// The index over `children`, in their declared order. It holds no timestamp or annotation, so the same
+/// children always give the same bytes and digest.
+pub async fn build_index(
+    describer: &Describer<'_>,
+    repository: &str,
+    children: &[Digest],
+    media_type: IndexMediaType,
+) -> anyhow::Result<StoredManifest> {
+    let mut manifests = Vec::with_capacity(children.len());
+    for child in children {
+        manifests.push(describer.describe(repository, child).await?);
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::from(media_type.as_str()))
+        .manifests(manifests)
+        .build()
+        .context("building an index")?;
+    Ok(StoredManifest {
+        media_type: media_type.as_str().to_owned(),
+        bytes: serde_json::to_vec(&index)
+            .context("serializing an index")?
+            .into(),
+    })
+}
+
+/// Pushes the index under each shared tag that does not point at it already, whatever image-info recorded:
+/// a re-run from any stage on unchanged input writes nothing. Returns how many tags were pushed.
+pub async fn push_index(
+    store: &AnyStore,
+    repository: &str,
+    shared_tags: &[String],
+    index: &StoredManifest,
+) -> anyhow::Result<usize> {
+    let digest = index.digest();
+    let mut pushed = 0;
+    for tag in shared_tags {
+        let current = store
+            .head_manifest(repository, ManifestReference::Tag(tag))
+            .await
+            .with_context(|| format!("reading tag `{}/{repository}:{tag}`", store.name()))?;
+        if current
+            .and_then(|descriptor| our_digest(descriptor.digest()))
+            .as_ref()
+            == Some(&digest)
+        {
+            continue;
+        }
+        store
+            .put_manifest(repository, ManifestReference::Tag(tag), index)
+            .await
+            .with_context(|| format!("pushing index `{}/{repository}:{tag}`", store.name()))?;
+        pushed += 1;
+    }
+    Ok(pushed)
+}
