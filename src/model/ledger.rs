@@ -111,6 +111,11 @@ impl Pipeline {
         self.stages.is_empty()
     }
 
+    /// Whether `stage` has completed on this file.
+    pub fn has(&self, stage: Stage) -> bool {
+        self.last_position(stage).is_some()
+    }
+
     /// The position of the latest record of `stage`.
     fn last_position(&self, stage: Stage) -> Option<usize> {
         self.stages.iter().rposition(|record| record.stage == stage)

@@ -160,18 +160,26 @@ pub async fn run(
         });
 
     let (mut tags_set, mut tags_unchanged) = (0, 0);
-    for plan in &plans {
+    for (done, plan) in plans.iter().enumerate() {
         let target = AnyStore::open(&plan.target, &client);
+        let (mut set_here, mut unchanged_here) = (0, 0);
         for (tag, digest) in plan.tags() {
             let set = set_tag(&target, &plan.repository, tag, digest)
                 .await
                 .with_context(|| format!("tagging `{}/{}:{tag}`", plan.target, plan.repository))?;
             if set {
-                tags_set += 1;
+                set_here += 1;
             } else {
-                tags_unchanged += 1;
+                unchanged_here += 1;
             }
         }
+        tags_set += set_here;
+        tags_unchanged += unchanged_here;
+        tracing::info!(
+            "tagged {} of {total} images: {} ({set_here} set, {unchanged_here} unchanged)",
+            done + 1,
+            plan.repository
+        );
     }
 
     if let Some(Location::Registry(registry)) = &registry_override {

@@ -96,6 +96,8 @@ pub async fn run(
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     info.pipeline.require(Stage::CreateManifest)?;
     inputs::require_manifest_registry(&info, &image_info, &manifest)?;
+    let mut as_read = info.clone();
+    as_read.normalize();
     let published = match &published_image_info {
         Some(file) => {
             let published = inputs::load_image_info(file)?;
@@ -178,9 +180,14 @@ pub async fn run(
         let image = &mut info.repos[plan.repo].images[plan.image];
         record_index(&mut image.manifest, reference, &plan.shared_tags, &created);
     }
-    info.pipeline
-        .record(stage_record(Stage::CreateManifest, run));
     info.normalize();
+    // A re-run that changed no record leaves the ledger as it was: the stages after it (sign) still hold.
+    if info.repos != as_read.repos || !info.pipeline.has(Stage::CreateManifest) {
+        info.pipeline
+            .record(stage_record(Stage::CreateManifest, run));
+    } else {
+        tracing::info!("no record changed: the ledger keeps its `create-manifest` entry and what follows it");
+    }
     let output = output.unwrap_or(image_info);
     let digest = files::write_atomically(&output, &info)?;
     tracing::info!(

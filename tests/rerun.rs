@@ -1,0 +1,177 @@
+//! Re-runs on unchanged input: from any stage, nothing is written to a registry twice. Counted at a proxy in
+//! front of real registries, on the example of `examples/post-build`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::proxy::FaultProxy;
+use common::{Imagepipe, Registry, read_json};
+use imagepipe::model::reference::DigestReference;
+use imagepipe::store::copy::Copier;
+use imagepipe::store::layout::LayoutStore;
+use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/post-build");
+const PASSWORD: &str = "re-run password";
+
+/// The requests that change a registry's content, seen by `proxy` after the first `since`.
+fn writes_since(proxy: &FaultProxy, since: usize) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .skip(since)
+        .filter(|request| matches!(request.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect()
+}
+
+/// Runs `stage` and returns the write requests it made through `proxy`.
+fn writes_of(proxy: &FaultProxy, stage: Imagepipe) -> Vec<String> {
+    let before = proxy.requests().len();
+    stage.env("COSIGN_PASSWORD", PASSWORD).run().succeeded();
+    writes_since(proxy, before)
+}
+
+fn post_build(output: &Path) -> PathBuf {
+    common::stages::post_build(
+        &Path::new(EXAMPLE).join("manifest.json"),
+        &Path::new(EXAMPLE).join("fragments"),
+        output,
+    )
+}
+
+/// Copies the example's platform images from its layout into `registry`, by digest as build legs push them.
+async fn push_example_images(info: &Path, registry: &str) {
+    let client = Arc::new(RegistryClient::new(ClientSettings::default()).expect("client"));
+    let source = LayoutStore::new(Path::new(EXAMPLE).join("staging"));
+    let target = RegistryStore::new(client, registry);
+    let copier = Copier {
+        source: &source,
+        from: "acme/app",
+        target: &target,
+        to: "acme/app",
+        same_store: false,
+    };
+    let info = read_json(info);
+    for image in info["repos"][0]["images"].as_array().expect("images") {
+        for platform in image["platforms"].as_array().expect("platforms") {
+            let reference: DigestReference = platform["digest"]
+                .as_str()
+                .expect("digest")
+                .parse()
+                .expect("a digest reference");
+            copier
+                .copy_manifest(&reference.digest)
+                .await
+                .expect("copies an example image");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unchanged_re_runs_of_every_stage_write_nothing() {
+    let staging = Registry::start();
+    let public = Registry::start();
+    let staging_proxy = FaultProxy::start(&staging.host(), "", Vec::new());
+    let public_proxy = FaultProxy::start(&public.host(), "", Vec::new());
+    let work = tempfile::tempdir().expect("temp dir");
+    let manifest = Path::new(EXAMPLE).join("manifest.json");
+    let info = post_build(&work.path().join("image-info.json"));
+    push_example_images(&info, &staging.host()).await;
+
+    let key = work.path().join("cosign");
+    Imagepipe::new()
+        .args(["generate-key", "--output-prefix"])
+        .arg(&key)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .run()
+        .succeeded();
+    let create_manifest =
+        |info: &Path| common::stages::create_manifest(&manifest, info, &staging_proxy.host());
+    let sign = |info: &Path| {
+        Imagepipe::new()
+            .arg("sign")
+            .arg("--image-info")
+            .arg(info)
+            .arg("--key")
+            .arg(key.with_extension("key"))
+            .args(["--staging-registry", &staging_proxy.host()])
+    };
+    let final_info = work.path().join("final-image-info.json");
+    let publish = |info: &Path| {
+        Imagepipe::new()
+            .arg("publish")
+            .arg("--image-info")
+            .arg(info)
+            .args(["--staging-registry", &staging_proxy.host()])
+            .args(["--registry-override", &public_proxy.host()])
+            .arg("--output")
+            .arg(&final_info)
+    };
+
+    let first = writes_of(&staging_proxy, create_manifest(&info));
+    assert_eq!(
+        first.iter().filter(|write| write.starts_with("PUT ")).count(),
+        3,
+        "the index under its three shared tags: {first:?}"
+    );
+    let recorded = read_json(&info)["repos"][0]["images"].clone();
+    assert_eq!(
+        writes_of(&staging_proxy, create_manifest(&info)),
+        Vec::<String>::new(),
+        "create-manifest again"
+    );
+    assert!(!writes_of(&staging_proxy, sign(&info)).is_empty());
+    assert_eq!(
+        writes_of(&staging_proxy, sign(&info)),
+        Vec::<String>::new(),
+        "sign again"
+    );
+    let signed = read_json(&info);
+    assert_eq!(
+        writes_of(&staging_proxy, create_manifest(&info)),
+        Vec::<String>::new(),
+        "create-manifest after sign"
+    );
+    assert_eq!(
+        read_json(&info)["repos"],
+        signed["repos"],
+        "create-manifest after sign keeps every record as sign wrote it"
+    );
+    let shared_tags = &signed["repos"][0]["images"][0]["manifest"]["sharedTags"];
+    assert_eq!(shared_tags, &serde_json::json!(["1.4.2", "1.4", "latest"]), "the manifest's order");
+
+    // A re-run from post-build: a new image-info, the same content in staging.
+    let again = post_build(&work.path().join("image-info-again.json"));
+    assert_eq!(
+        writes_of(&staging_proxy, create_manifest(&again)),
+        Vec::<String>::new(),
+        "create-manifest after a new post-build"
+    );
+    assert_eq!(
+        read_json(&again)["repos"][0]["images"][0]["manifest"]["digest"],
+        recorded[0]["manifest"]["digest"]
+    );
+    assert_eq!(
+        writes_of(&staging_proxy, sign(&again)),
+        Vec::<String>::new(),
+        "sign after a new post-build"
+    );
+
+    assert!(!writes_of(&public_proxy, publish(&info)).is_empty());
+    assert_eq!(
+        writes_of(&public_proxy, publish(&info)),
+        Vec::<String>::new(),
+        "publish again"
+    );
+    assert_eq!(
+        writes_since(&staging_proxy, 0)
+            .iter()
+            .filter(|write| write.contains("/manifests/1.4"))
+            .count(),
+        2,
+        "each shared tag in staging was written once"
+    );
+}
