@@ -9,6 +9,7 @@
 pub mod binary;
 pub mod commands;
 pub mod credentials;
+pub mod fake_github;
 pub mod files;
 pub mod hostile;
 pub mod http;
