@@ -46,7 +46,7 @@ pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
 async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let Cli {
         command,
-        verbose: _,
+        verbose,
         registry,
     } = cli;
     let run = RunIdentity::from_environment();
@@ -119,6 +119,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 key: key_source(&arguments.key)?,
                 staging: staging.map(|location| (location, arguments.staging_prefix)),
                 client,
+                verbose,
             };
             verify::run(settings, &run, host).await
         }
