@@ -134,6 +134,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,
+                verbose,
             };
             test::run(settings, &run, host).await
         }
