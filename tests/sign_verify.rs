@@ -120,9 +120,10 @@ impl Chain {
         (prefix.with_extension("key"), prefix.with_extension("pub"))
     }
 
-    fn sign_arguments(&self, key: &Path) -> Vec<String> {
+    /// `stage` (`sign` or `verify`) of image-info with `key`, in staging.
+    fn key_stage_arguments(&self, stage: &str, key: &Path) -> Vec<String> {
         let mut arguments = vec![
-            "sign".to_owned(),
+            stage.to_owned(),
             "--image-info".into(),
             path(&self.info),
             "--key".into(),
@@ -132,16 +133,13 @@ impl Chain {
         arguments
     }
 
-    /// `imagepipe verify` of image-info with `public_key` against staging, then `extra` arguments.
+    fn sign_arguments(&self, key: &Path) -> Vec<String> {
+        self.key_stage_arguments("sign", key)
+    }
+
+    /// `imagepipe verify` with `public_key` in staging, then `extra` arguments.
     fn verify_arguments(&self, public_key: &Path, extra: &[&str]) -> Vec<String> {
-        let mut arguments = vec![
-            "verify".to_owned(),
-            "--image-info".into(),
-            path(&self.info),
-            "--key".into(),
-            path(public_key),
-        ];
-        arguments.extend(self.staging_arguments());
+        let mut arguments = self.key_stage_arguments("verify", public_key);
         arguments.extend(extra.iter().map(|argument| (*argument).to_owned()));
         arguments
     }
