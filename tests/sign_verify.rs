@@ -492,7 +492,6 @@ async fn verify_lists_every_digest_without_a_valid_signature() {
     assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(stdout.lines().count(), 5, "{stdout}");
     assert_eq!(stdout.matches("✗").count(), 3, "{stdout}");
-    assert!(stderr.contains(": 0 signed, 3 failing"), "{stderr}");
     assert!(
         stderr.contains("3 of 3 digests lack a valid signature"),
         "{stderr}"
@@ -525,15 +524,14 @@ async fn verify_prints_only_the_failing_digests_unless_verbose() {
         stdout,
         format!("| digest | signature |\n|---|---|\n| `{swapped}` | ✗ no signature |\n")
     );
+    // The error line is the summary; nothing else is logged (the bad-input corpus holds every refusal to this).
+    let errors = common::error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
     assert!(
-        stderr.contains("verified 3 digests against key ")
-            && stderr.contains(": 2 signed, 1 failing"),
+        errors[0].contains("1 of 3 digests lack a valid signature"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("1 of 3 digests lack a valid signature"),
-        "{stderr}"
-    );
+    assert_eq!(stderr.lines().count(), 2, "an error and a hint: {stderr}");
 
     let (code, stdout, stderr) = chain.run(&strings(
         &chain.verify_arguments(&public_key, &["--verbose"]),

@@ -328,10 +328,6 @@ async fn a_re_pointed_shared_tag_and_a_simple_tag_pointing_elsewhere_fail_togeth
             .contains("hint: staging must hold exactly what image-info records: re-run the build"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains(": 4 passed, 1 skipped, 2 failed"),
-        "{stderr}"
-    );
     // The report lists the failed checks alone; with `--verbose`, every check.
     assert_eq!(report.lines().count(), 4, "{report}");
     assert_eq!(report.matches("✗ failed").count(), 2, "{report}");

@@ -114,14 +114,7 @@ pub async fn run(
         .iter()
         .filter(|checked| !checked.verdict.is_valid())
         .collect();
-    tracing::info!(
-        "verified {} against key {}: {} signed, {} failing; {} HTTP requests",
-        summary::count(checked.len(), "digest"),
-        short(&key.key_id()),
-        checked.len() - failed.len(),
-        failed.len(),
-        client.request_count()
-    );
+    // A failing run's error line is its summary: a refused run reports that once, with nothing logged.
     if !failed.is_empty() {
         let listed: Vec<String> = failed
             .iter()
@@ -141,6 +134,13 @@ pub async fn run(
     }
     info.pipeline.record(stage_record(Stage::Verify, run));
     let digest = files::write_atomically(&image_info, &info)?;
+    tracing::info!(
+        "verified {} against key {}: {} signed, 0 failing; {} HTTP requests",
+        summary::count(checked.len(), "digest"),
+        short(&key.key_id()),
+        checked.len(),
+        client.request_count()
+    );
     ci::set_stage_outputs(host, Stage::Verify, &image_info, &digest)
         .context("setting the step outputs")?;
     Ok(())
