@@ -17,7 +17,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Log more detail (each file read and written, each decision)
+    /// Log more detail (each file read and written, each decision) and print every row of the verify and test
+    /// reports, not only the failed ones
     #[arg(long, short, global = true, env = "IMAGEPIPE_VERBOSE")]
     pub verbose: bool,
 

@@ -46,7 +46,7 @@ pub async fn run(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
 async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let Cli {
         command,
-        verbose: _,
+        verbose,
         registry,
     } = cli;
     let run = RunIdentity::from_environment();
@@ -120,6 +120,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 key: key_source(&arguments.key)?,
                 staging: staging.map(|location| (location, arguments.staging_prefix)),
                 client,
+                verbose,
             };
             verify::run(settings, &run, host).await
         }
@@ -134,6 +135,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,
+                verbose,
             };
             test::run(settings, &run, host).await
         }

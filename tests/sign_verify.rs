@@ -120,15 +120,27 @@ impl Chain {
         (prefix.with_extension("key"), prefix.with_extension("pub"))
     }
 
-    fn sign_arguments(&self, key: &Path) -> Vec<String> {
+    /// `stage` (`sign` or `verify`) of image-info with `key`, in staging.
+    fn key_stage_arguments(&self, stage: &str, key: &Path) -> Vec<String> {
         let mut arguments = vec![
-            "sign".to_owned(),
+            stage.to_owned(),
             "--image-info".into(),
             path(&self.info),
             "--key".into(),
             path(key),
         ];
         arguments.extend(self.staging_arguments());
+        arguments
+    }
+
+    fn sign_arguments(&self, key: &Path) -> Vec<String> {
+        self.key_stage_arguments("sign", key)
+    }
+
+    /// `imagepipe verify` with `public_key` in staging, then `extra` arguments.
+    fn verify_arguments(&self, public_key: &Path, extra: &[&str]) -> Vec<String> {
+        let mut arguments = self.key_stage_arguments("verify", public_key);
+        arguments.extend(extra.iter().map(|argument| (*argument).to_owned()));
         arguments
     }
 
@@ -316,15 +328,23 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
         String::from_utf8_lossy(&copied.stderr)
     );
 
-    let mut verify = vec![
-        "verify".to_owned(),
-        "--image-info".into(),
-        path(&chain.info),
-        "--key".into(),
-        path(&public_key),
-    ];
-    verify.extend(chain.staging_arguments());
-    let report = chain.succeed(&strings(&verify));
+    // By default a passing verify prints no report, only its summary line; `--verbose` prints every row.
+    let (code, report, stderr) = chain.run(&strings(&chain.verify_arguments(&public_key, &[])));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report, "");
+    assert!(
+        stderr.contains("verified 3 digests against key ")
+            && stderr.contains(": 3 signed, 0 failing"),
+        "{stderr}"
+    );
+    let report = chain.succeed(&strings(
+        &chain.verify_arguments(&public_key, &["--verbose"]),
+    ));
+    assert!(
+        report.starts_with("| digest | signature |\n|---|---|\n"),
+        "{report}"
+    );
+    assert_eq!(report.lines().count(), 5, "{report}");
     assert_eq!(report.matches("✓ signed").count(), 3, "{report}");
 
     // The same content copied unsigned into another repository is refused by both.
@@ -455,16 +475,9 @@ async fn re_signing_adds_nothing_and_other_keys_signatures_are_kept() {
         assert_eq!(chain.cosign_verify(&theirs_public, &digest), Some(0));
     }
     // cosign's signatures are recognised by imagepipe verify.
-    let verify = [
-        "verify",
-        "--image-info",
-        &path(&chain.info),
-        "--key",
-        &path(&theirs_public),
-        "--staging-registry",
-        &host,
-    ];
-    let report = chain.succeed(&verify);
+    let report = chain.succeed(&strings(
+        &chain.verify_arguments(&theirs_public, &["--verbose"]),
+    ));
     assert_eq!(report.matches("✓ signed").count(), 3, "{report}");
 }
 
@@ -475,16 +488,9 @@ async fn verify_lists_every_digest_without_a_valid_signature() {
     let (private_key, _) = chain.key_pair("release");
     let (_, other_public) = chain.key_pair("other");
     chain.succeed(&strings(&chain.sign_arguments(&private_key)));
-    let mut verify = vec![
-        "verify".to_owned(),
-        "--image-info".into(),
-        path(&chain.info),
-        "--key".into(),
-        path(&other_public),
-    ];
-    verify.extend(chain.staging_arguments());
-    let (code, stdout, stderr) = chain.run(&strings(&verify));
+    let (code, stdout, stderr) = chain.run(&strings(&chain.verify_arguments(&other_public, &[])));
     assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
     assert_eq!(stdout.matches("✗").count(), 3, "{stdout}");
     assert!(
         stderr.contains("3 of 3 digests lack a valid signature"),
@@ -493,6 +499,67 @@ async fn verify_lists_every_digest_without_a_valid_signature() {
     for digest in chain.digests() {
         assert!(stderr.contains(digest.as_str()), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn verify_prints_only_the_failing_digests_unless_verbose() {
+    let chain = Chain::start(Some("registry.example.com")).await;
+    chain.create_manifest();
+    let (private_key, public_key) = chain.key_pair("release");
+    chain.succeed(&strings(&chain.sign_arguments(&private_key)));
+    // The first platform's record swapped for an image in staging that nobody signed.
+    let unsigned = TestImage::new("linux", "amd64", None, "never-signed");
+    unsigned.push(&chain.store, &chain.staged(), None).await;
+    let mut info = read_json(&chain.info);
+    let platform = &mut info["repos"][0]["images"][0]["platforms"][0]["digest"];
+    let recorded = platform.as_str().expect("digest").to_owned();
+    let (name, _) = recorded.rsplit_once('@').expect("@");
+    let swapped = format!("{name}@{}", unsigned.digest());
+    *platform = swapped.clone().into();
+    std::fs::write(&chain.info, info.to_string()).expect("writes");
+
+    let (code, stdout, stderr) = chain.run(&strings(&chain.verify_arguments(&public_key, &[])));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("| digest | signature |\n|---|---|\n| `{swapped}` | ✗ no signature |\n")
+    );
+    // The error line is the summary; nothing else is logged (the bad-input corpus holds every refusal to this).
+    let errors = common::error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("1 of 3 digests lack a valid signature"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "an error and a hint: {stderr}");
+
+    let (code, stdout, stderr) = chain.run(&strings(
+        &chain.verify_arguments(&public_key, &["--verbose"]),
+    ));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("✓ signed").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("✗ no signature").count(), 1, "{stdout}");
+
+    // Under GitHub Actions the step summary has every row, while stdout keeps to the failing one.
+    let summary = chain.folder.path().join("github-summary.md");
+    let ran = Imagepipe::new()
+        .args(chain.verify_arguments(&public_key, &[]))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .run();
+    assert_eq!(ran.code, Some(3), "{}", ran.stderr);
+    let summary = std::fs::read_to_string(&summary).expect("the summary is written");
+    assert!(summary.starts_with("### imagepipe verify\n"), "{summary}");
+    assert_eq!(summary.matches("✓ signed").count(), 2, "{summary}");
+    assert_eq!(summary.matches("✗ no signature").count(), 1, "{summary}");
+    assert!(!ran.stdout.contains("✓ signed"), "{}", ran.stdout);
+    assert_eq!(
+        ran.stdout.matches("✗ no signature").count(),
+        1,
+        "{}",
+        ran.stdout
+    );
 }
 
 #[tokio::test]

@@ -236,12 +236,27 @@ async fn a_good_staging_set_passes_and_the_ledger_gains_test() {
     // One simple tag is in staging (as a build leg that tags would leave it), the other is not.
     chain.tag("1.0-amd64", &chain.images[0].manifest).await;
 
+    // By default a passing test prints no report, only its summary line.
     let (code, report, stderr) = chain.test(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report, "");
+    assert!(
+        stderr.contains(&format!(
+            "ran 7 checks in {}: 6 passed, 1 skipped, 0 failed",
+            chain.staging.host()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(chain.ledger(), ["post-build", "create-manifest", "test"]);
+
+    // `--verbose` prints a row for every check.
+    let (code, report, stderr) = chain.test(&["--verbose"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         report.starts_with("| check | subject | result |\n|---|---|---|\n"),
         "{report}"
     );
+    assert_eq!(report.lines().count(), 9, "{report}");
     let images = rows(&report, "platform image");
     assert_eq!(images.len(), 2, "{report}");
     for (row, image) in images.iter().zip(&chain.images) {
@@ -274,8 +289,6 @@ async fn a_good_staging_set_passes_and_the_ledger_gains_test() {
         "{report}"
     );
     assert!(!report.contains("✗"), "{report}");
-    assert!(stderr.contains("6 checks passed (1 skipped)"), "{stderr}");
-    assert_eq!(chain.ledger(), ["post-build", "create-manifest", "test"]);
 }
 
 #[tokio::test]
@@ -315,6 +328,17 @@ async fn a_re_pointed_shared_tag_and_a_simple_tag_pointing_elsewhere_fail_togeth
             .contains("hint: staging must hold exactly what image-info records: re-run the build"),
         "{stderr}"
     );
+    // The report lists the failed checks alone; with `--verbose`, every check.
+    assert_eq!(report.lines().count(), 4, "{report}");
+    assert_eq!(report.matches("✗ failed").count(), 2, "{report}");
+    assert!(
+        rows(&report, "shared tag")[0].contains("`acme/app:latest`")
+            && rows(&report, "simple tag")[0].contains("`acme/app:1.0-arm64v8`"),
+        "{report}"
+    );
+    let (code, report, stderr) = chain.test(&["--verbose"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(report.lines().count(), 9, "{report}");
     assert_eq!(report.matches("✗ failed").count(), 2, "{report}");
     assert!(
         rows(&report, "shared tag")
@@ -349,11 +373,14 @@ async fn a_config_naming_another_architecture_fails() {
         )),
         "{error}"
     );
-    let images = rows(&report, "platform image");
-    assert!(
-        images[0].contains("✓ passed") && images[1].contains("✗ failed"),
+    assert_eq!(
+        rows(&report, "platform image"),
+        [format!(
+            "| platform image | `acme/app@{wrong}` (linux/arm64/v8) | ✗ failed: its config says `linux/s390x`, where image-info records `linux/arm64/v8` and the manifest declares `linux/arm64/v8` |"
+        )],
         "{report}"
     );
+    assert_eq!(report.lines().count(), 3, "only the failed check: {report}");
     assert_eq!(chain.ledger(), ["post-build", "create-manifest"]);
 }
 
@@ -423,13 +450,11 @@ async fn the_command_runs_once_per_platform_with_its_image_in_the_environment() 
         })
         .collect();
     assert_eq!(written.lines().collect::<Vec<_>>(), expected);
-    let commands = rows(&report, "test command");
-    assert_eq!(commands.len(), 2, "{report}");
+    assert_eq!(report, "", "every check passed");
     assert!(
-        commands.iter().all(|row| row.contains("✓ passed")),
-        "{report}"
+        stderr.contains(": 7 passed, 2 skipped, 0 failed"),
+        "{stderr}"
     );
-    assert!(!report.contains("command-output"), "{report}");
     assert_eq!(stderr.matches("command-output").count(), 2, "{stderr}");
     assert_eq!(chain.ledger(), ["post-build", "create-manifest", "test"]);
 }
@@ -453,11 +478,12 @@ async fn a_command_failing_for_one_platform_fails_the_stage() {
         "{error}"
     );
     let commands = rows(&report, "test command");
+    assert_eq!(commands.len(), 1, "only the failed command: {report}");
     assert!(
-        commands[0].contains("(linux/amd64)") && commands[0].contains("✓ passed"),
+        commands[0].contains("(linux/arm64/v8)") && commands[0].contains("✗ failed"),
         "{report}"
     );
-    assert!(commands[1].contains("✗ failed"), "{report}");
+    assert_eq!(report.lines().count(), 3, "{report}");
     assert!(
         stderr.contains("hint: the output of the test command for each image is in the log group"),
         "{stderr}"
@@ -492,6 +518,10 @@ async fn on_github_actions_each_command_is_a_log_group_and_the_report_is_in_the_
     let summary = std::fs::read_to_string(&summary).expect("the summary is written");
     assert!(summary.starts_with("### imagepipe test\n"), "{summary}");
     assert_eq!(summary.matches("✓ passed").count(), 7, "{summary}");
+    assert!(
+        !stdout.contains("✓ passed"),
+        "the summary alone has every row: {stdout}"
+    );
     let outputs = std::fs::read_to_string(&outputs).expect("the outputs are written");
     assert!(outputs.contains("stage=test"), "{outputs}");
     assert!(

@@ -6,6 +6,7 @@ pub mod generate_key;
 pub mod post_build;
 pub mod publish;
 pub mod publish_image_info;
+pub mod result_table;
 pub mod schema;
 pub mod sign;
 pub mod summary;

@@ -1,7 +1,7 @@
 //! `imagepipe verify`: every digest in image-info has a valid signature by the key, whose payload names that
 //! digest and its public repository. Checks staging when given, else the public registries the digests name.
+//! Prints the failing digests' rows on stdout (every digest's with `--verbose`); the job summary has them all.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::model::ledger::Stage;
 use crate::model::reference::DigestReference;
 use crate::sign::keys::{KeySource, PublicKey};
 use crate::sign::verifier::{Verdict, verify};
+use crate::stages::result_table::{ResultTable, Rows};
 use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, staging_repository};
@@ -28,6 +29,8 @@ pub struct Settings {
     /// Staging and its prefix; `None` checks the public registry each digest names.
     pub staging: Option<(Location, Option<String>)>,
     pub client: ClientSettings,
+    /// Print every digest's row on stdout, not only those failing (`--verbose`).
+    pub verbose: bool,
 }
 
 /// One digest's result, for the report.
@@ -47,6 +50,7 @@ pub async fn run(
         key,
         staging,
         client,
+        verbose,
     } = settings;
     check_staging_prefix(staging.as_ref().and_then(|(_, prefix)| prefix.as_deref()))?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
@@ -99,14 +103,18 @@ pub async fn run(
         .try_collect()
         .await?;
 
-    let report = report_table(&checked);
-    print!("{report}");
-    host.summary(&format!("### imagepipe verify\n\n{report}"))
-        .context("writing the step summary")?;
+    let table = report_table(&checked);
+    print!("{}", table.markdown(Rows::on_stdout(verbose)));
+    host.summary(&format!(
+        "### imagepipe verify\n\n{}",
+        table.markdown(Rows::All)
+    ))
+    .context("writing the step summary")?;
     let failed: Vec<&Checked> = checked
         .iter()
         .filter(|checked| !checked.verdict.is_valid())
         .collect();
+    // A failing run's error line is its summary: a refused run reports that once, with nothing logged.
     if !failed.is_empty() {
         let listed: Vec<String> = failed
             .iter()
@@ -127,9 +135,11 @@ pub async fn run(
     info.pipeline.record(stage_record(Stage::Verify, run));
     let digest = files::write_atomically(&image_info, &info)?;
     tracing::info!(
-        "{} carry a valid signature by key {}",
+        "verified {} against key {}: {} signed, 0 failing; {} HTTP requests",
         summary::count(checked.len(), "digest"),
-        short(&key.key_id())
+        short(&key.key_id()),
+        checked.len(),
+        client.request_count()
     );
     ci::set_stage_outputs(host, Stage::Verify, &image_info, &digest)
         .context("setting the step outputs")?;
@@ -140,19 +150,18 @@ fn short(key_id: &str) -> &str {
     key_id.get(..12).unwrap_or(key_id)
 }
 
-/// A markdown table: one row per digest with its result.
-fn report_table(checked: &[Checked]) -> String {
-    let mut table = String::from("| digest | signature |\n|---|---|\n");
+/// One row per digest with its result.
+fn report_table(checked: &[Checked]) -> ResultTable {
+    let mut table = ResultTable::new(&["digest", "signature"]);
     for checked in checked {
-        let mark = if checked.verdict.is_valid() {
-            "✓"
-        } else {
-            "✗"
-        };
-        let _ = writeln!(
-            table,
-            "| `{}` | {mark} {} |",
-            checked.reference, checked.verdict
+        let valid = checked.verdict.is_valid();
+        let mark = if valid { "✓" } else { "✗" };
+        table.push(
+            !valid,
+            &[
+                &format!("`{}`", checked.reference),
+                &format!("{mark} {}", checked.verdict),
+            ],
         );
     }
     table

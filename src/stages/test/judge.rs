@@ -248,6 +248,7 @@ mod tests {
     use super::super::fixtures::{digest, entry, good_staging, image, platform};
     use super::super::report_table;
     use super::*;
+    use crate::stages::result_table::Rows;
 
     fn verdicts(checks: &[Check], kind: CheckKind) -> Vec<&Verdict> {
         checks
@@ -260,7 +261,7 @@ mod tests {
     fn failures(checks: &[Check]) -> Vec<String> {
         checks
             .iter()
-            .filter(|check| matches!(check.verdict, Verdict::Failed(_)))
+            .filter(|check| check.failed())
             .map(Check::to_string)
             .collect()
     }
@@ -276,9 +277,10 @@ mod tests {
                 .iter()
                 .all(|verdict| matches!(verdict, Verdict::Skipped(_)))
         );
-        let table = report_table(&checks);
+        let table = report_table(&checks).markdown(Rows::All);
         assert!(table.starts_with("| check | subject | result |\n|---|---|---|\n"));
         assert_eq!(table.lines().count(), 9);
+        assert_eq!(report_table(&checks).markdown(Rows::Failed), "");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! digest, so an absent simple tag is skipped, while one pointing elsewhere fails.
 //!
 //! Staging is read first (concurrently), then judged as a whole, so the report lists every failed check at
-//! once; test commands run after, one at a time, each in its own log group.
+//! once; test commands run after, one at a time, each in its own log group. The report on stdout has the failed
+//! checks' rows (every check's with `--verbose`); the job summary has them all.
 //!
 //! This module holds the stage's settings, its run, and the checks it reports; `expected` says what staging
 //! must hold, `staging` reads what it does hold, `judge` compares the two, and `command` runs the test
@@ -21,7 +22,7 @@ mod judge;
 mod staging;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use crate::ci::{self, CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
 use crate::model::ledger::Stage;
+use crate::stages::result_table::{ResultTable, Rows};
 use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, Store};
@@ -50,6 +52,8 @@ pub struct Settings {
     /// Run by `sh -c` once per platform image.
     pub command: Option<String>,
     pub client: ClientSettings,
+    /// Print every check's row on stdout, not only the failed ones (`--verbose`).
+    pub verbose: bool,
 }
 
 pub async fn run(
@@ -66,6 +70,7 @@ pub async fn run(
         staging_prefix,
         command,
         client,
+        verbose,
     } = settings;
     check_staging_prefix(staging_prefix.as_deref())?;
     let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
@@ -96,17 +101,16 @@ pub async fn run(
         }
     }
 
-    let report = report_table(&checks);
-    print!("{report}");
+    let table = report_table(&checks);
+    print!("{}", table.markdown(Rows::on_stdout(verbose)));
     host.summary(&format!(
-        "### imagepipe test\n\nStaging: `{}`\n\n{report}",
-        store.name()
+        "### imagepipe test\n\nStaging: `{}`\n\n{}",
+        store.name(),
+        table.markdown(Rows::All)
     ))
     .context("writing the step summary")?;
-    let failed: Vec<&Check> = checks
-        .iter()
-        .filter(|check| matches!(check.verdict, Verdict::Failed(_)))
-        .collect();
+    let failed: Vec<&Check> = checks.iter().filter(|check| check.failed()).collect();
+    // A failing run's error line is its summary: a refused run reports that once, with nothing logged.
     if !failed.is_empty() {
         let listed: Vec<String> = failed.iter().map(|check| check.to_string()).collect();
         return Err(Refusal {
@@ -121,16 +125,17 @@ pub async fn run(
         }
         .into());
     }
+    info.pipeline.record(stage_record(Stage::Test, run));
+    let digest = files::write_atomically(&image_info, &info)?;
     let skipped = checks
         .iter()
         .filter(|check| matches!(check.verdict, Verdict::Skipped(_)))
         .count();
-    info.pipeline.record(stage_record(Stage::Test, run));
-    let digest = files::write_atomically(&image_info, &info)?;
     tracing::info!(
-        "{} passed ({skipped} skipped) in {}; {} HTTP requests",
-        summary::count(checks.len() - skipped, "check"),
+        "ran {} in {}: {} passed, {skipped} skipped, 0 failed; {} HTTP requests",
+        summary::count(checks.len(), "check"),
         store.name(),
+        checks.len() - skipped,
         client.request_count()
     );
     ci::set_stage_outputs(host, Stage::Test, &image_info, &digest)
@@ -194,6 +199,12 @@ struct Check {
     verdict: Verdict,
 }
 
+impl Check {
+    fn failed(&self) -> bool {
+        matches!(self.verdict, Verdict::Failed(_))
+    }
+}
+
 /// `kind subject: reason`, as the refusal lists failed checks.
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -204,22 +215,18 @@ impl fmt::Display for Check {
     }
 }
 
-/// The report: a markdown table, one row per check.
-fn report_table(checks: &[Check]) -> String {
-    let mut table = String::from("| check | subject | result |\n|---|---|---|\n");
+/// The report: one row per check.
+fn report_table(checks: &[Check]) -> ResultTable {
+    let mut table = ResultTable::new(&["check", "subject", "result"]);
     for check in checks {
-        let _ = writeln!(
-            table,
-            "| {} | {} | {} |",
-            check.kind,
-            cell(&check.subject),
-            cell(&check.verdict.to_string())
+        table.push(
+            check.failed(),
+            &[
+                &check.kind.to_string(),
+                &check.subject,
+                &check.verdict.to_string(),
+            ],
         );
     }
     table
-}
-
-/// Text safe inside a markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
 }
