@@ -4,8 +4,8 @@
 //! (Dockerfile, os, osVersion, architecture, variant), images by the manifest image their platforms belong to.
 //! Two fragments may record the same platform (a retried leg, an overlapping filter) only with the same digest.
 
+use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::image_info::{ImageData, ImageInfo, ManifestData, PlatformData, RepoData};
@@ -107,11 +107,7 @@ pub fn merge_fragments(
     manifest: &Manifest,
     fragments: &[Fragment],
 ) -> Result<ImageInfo, MergeError> {
-    let declarations: HashMap<&str, RepoDeclarations<'_>> = manifest
-        .repos
-        .iter()
-        .map(|repo| (repo.name.as_str(), RepoDeclarations::new(repo)))
-        .collect();
+    let declarations = RepoDeclarations::of_manifest(manifest);
     let mut merged: BTreeMap<&str, BTreeMap<usize, MergedImage>> = BTreeMap::new();
     let mut pipeline = Pipeline::default();
     for fragment in fragments {

@@ -1,5 +1,6 @@
-//! The pipeline's data: what to build (manifest), what was built (image-info), the stage ledger, and the merge
-//! of build fragments. Pure data and rules: no I/O, no stage, no CI host.
+//! The pipeline's data: what to build (manifest), what was built (image-info), the stage ledger, the merge of
+//! build fragments, and the merge of a run into the published image-info. Pure data and rules: no I/O, no
+//! stage, no CI host.
 
 pub mod image_info;
 pub mod issue;
@@ -10,5 +11,6 @@ pub mod naming;
 pub mod placement;
 pub mod platform;
 pub mod platform_record;
+pub mod published;
 pub mod reference;
 pub mod variables;

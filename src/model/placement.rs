@@ -76,8 +76,23 @@ impl<'a> RepoDeclarations<'a> {
         Self { repo, platforms }
     }
 
+    /// The declarations of every repository of `manifest`, by name.
+    pub fn of_manifest(manifest: &'a Manifest) -> HashMap<&'a str, Self> {
+        manifest
+            .repos
+            .iter()
+            .map(|repo| (repo.name.as_str(), Self::new(repo)))
+            .collect()
+    }
+
     pub fn repo(&self) -> &'a Repo {
         self.repo
+    }
+
+    /// Whether the repository declares a platform the recorded one may stand for; a recorded platform without
+    /// variant stands for any variant, as in [`Self::place`].
+    pub fn declares(&self, identity: &PlatformIdentity) -> bool {
+        !self.candidates(identity).is_empty()
     }
 
     /// The declarations a recorded platform may stand for.
