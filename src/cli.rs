@@ -178,7 +178,12 @@ pub struct CreateManifestArgs {
 #[derive(Debug, Args)]
 pub struct PublishedImageInfoArgs {
     /// The image-info.json last published: the record of every platform this run does not rebuild
-    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_PUBLISHED_IMAGE_INFO")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IMAGEPIPE_PUBLISHED_IMAGE_INFO",
+        requires = "manifest"
+    )]
     pub published_image_info: Option<PathBuf>,
 }
 
@@ -285,9 +290,20 @@ pub struct PublishArgs {
     #[arg(long, env = "IMAGEPIPE_DRY_RUN")]
     pub dry_run: bool,
 
-    /// Where to write the final image-info.json
+    /// Where to write the final image-info.json: with `--published-image-info`, the published record with this
+    /// run's images replacing theirs
     #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
     pub output: PathBuf,
+
+    #[command(flatten)]
+    pub published: PublishedImageInfoArgs,
+
+    /// The manifest.json: needed with `--published-image-info`, to drop what it no longer declares
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub variables: VariableArgs,
 
     /// Refuse unless `verify` ran after `sign`
     #[arg(long, env = "IMAGEPIPE_REQUIRE_VERIFY")]
@@ -311,6 +327,14 @@ pub struct PublishImageInfoArgs {
     /// The final image-info.json to commit
     #[arg(long, value_name = "FILE", env = "IMAGEPIPE_IMAGE_INFO")]
     pub image_info: PathBuf,
+
+    /// The manifest.json: with it, the file is merged into the one already committed (this run's images
+    /// replacing theirs, what the manifest no longer declares dropped) instead of replacing it
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub variables: VariableArgs,
 
     /// The GitHub repository, `OWNER/NAME`
     #[arg(long, value_name = "OWNER/NAME", env = "IMAGEPIPE_REPO")]

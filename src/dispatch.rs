@@ -140,6 +140,9 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             test::run(settings, &run, host).await
         }
         Command::Publish(arguments) => {
+            if let Some(manifest) = &arguments.manifest {
+                output_apart_from_manifest(&arguments.output, manifest)?;
+            }
             let staging = staging_location(&arguments.staging)?;
             let target = match &arguments.registry_override {
                 Some(registry) => Some(parse_location("--registry-override", registry)?),
@@ -149,6 +152,10 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 image_info: arguments.image_info.image_info,
                 expect_sha256: expected_sha256(arguments.image_info.expect_sha256)?,
                 output: arguments.output,
+                published_image_info: arguments.published.published_image_info,
+                manifest: arguments
+                    .manifest
+                    .map(|manifest| (manifest, variables(arguments.variables, &run))),
                 client: client_settings(registry, Some(&staging), host)?,
                 staging,
                 staging_prefix: arguments.staging.staging_prefix,
@@ -170,6 +177,9 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             host.mask(&token);
             let settings = publish_image_info::Settings {
                 image_info: arguments.image_info,
+                manifest: arguments
+                    .manifest
+                    .map(|manifest| (manifest, variables(arguments.variables, &run))),
                 repository: arguments.repo,
                 path: arguments.path,
                 branch: arguments.branch,

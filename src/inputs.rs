@@ -143,6 +143,17 @@ pub fn read_manifest_as_written(file: &Path) -> Result<Manifest, InputError> {
 /// Loads and checks an image-info file.
 pub fn load_image_info(file: &Path) -> Result<ImageInfo, InputError> {
     let info: ImageInfo = files::read(file, IMAGE_INFO_DOCUMENT)?;
+    check_image_info(info, file)
+}
+
+/// Parses and checks image-info read from elsewhere than a file (a repository's committed copy); `name` says
+/// where it came from in messages.
+pub fn parse_image_info(bytes: &[u8], name: &Path) -> Result<ImageInfo, InputError> {
+    let info: ImageInfo = files::parse(bytes, name, IMAGE_INFO_DOCUMENT)?;
+    check_image_info(info, name)
+}
+
+fn check_image_info(info: ImageInfo, file: &Path) -> Result<ImageInfo, InputError> {
     let issues = info.check(file);
     if issues.is_empty() {
         Ok(info)

@@ -9,6 +9,7 @@ use crate::model::issue::Issue;
 use crate::model::ledger::LedgerError;
 use crate::model::merge::MergeError;
 use crate::model::placement::PlacementError;
+use crate::model::published::PublishedMergeError;
 use crate::sign::keys::KeyError;
 use crate::stages::InvalidFlag;
 use crate::stages::Refusal;
@@ -67,6 +68,15 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
         }
         if cause.is::<InvalidFlag>() {
             return plain(Outcome::InvalidInput);
+        }
+        if cause.is::<PublishedMergeError>() {
+            return Diagnosis {
+                hint: Some(
+                    "the published image-info must be the one last published from this manifest's repositories"
+                        .into(),
+                ),
+                ..plain(Outcome::InvalidInput)
+            };
         }
         if cause.is::<PlacementError>() {
             return Diagnosis {

@@ -139,3 +139,49 @@ fn a_one_image_run_replaces_only_that_image_of_the_large_published_file() {
         .expect("merges again");
     assert_eq!(again.info, merge.info, "merging twice changes nothing");
 }
+
+/// `6.0.18` → `6.0.19`: the next patch release of a version.
+fn next_patch(version: &mut Option<String>) {
+    if let Some(text) = version {
+        if let Some((line, patch)) = text.rsplit_once('.') {
+            if let Ok(patch) = patch.parse::<u64>() {
+                *text = format!("{line}.{}", patch + 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_patch_release_replaces_the_records_of_the_previous_patch() {
+    let Some(data) = common::shared_data() else {
+        return;
+    };
+    let file = data.join("dotnet/versions/image-info.dotnet-dotnet-docker-main.json");
+    let published = inputs::load_image_info(&file).expect("loads");
+    let mut manifest = manifest_declaring(&published);
+    for image in manifest.repos.iter_mut().flat_map(|repo| &mut repo.images) {
+        next_patch(&mut image.product_version);
+    }
+    let mut image = published.repos[0].images[0].clone();
+    next_patch(&mut image.product_version);
+    assert_eq!(image.product_version.as_deref(), Some("6.0.19"));
+    for platform in &mut image.platforms {
+        rebuilt(&mut platform.digest, 'f');
+    }
+    let run = ImageInfo {
+        repos: vec![RepoData {
+            repo: "dotnet/aspnet".into(),
+            images: vec![image.clone()],
+            ..RepoData::default()
+        }],
+        ..ImageInfo::default()
+    };
+    let merge = merge_into_published(&manifest, &published, &file, &run, Path::new("run.json"))
+        .expect("a published 6.0.18 record stands for the manifest's 6.0.19");
+    assert_eq!((merge.replaced, merge.added, merge.kept), (1, 0, 128));
+    assert_eq!(
+        json(&merge.info.repos[0].images[0]),
+        json(&image),
+        "the run's image, version and all"
+    );
+}

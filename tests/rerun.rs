@@ -113,7 +113,10 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
 
     let first = writes_of(&staging_proxy, create_manifest(&info));
     assert_eq!(
-        first.iter().filter(|write| write.starts_with("PUT ")).count(),
+        first
+            .iter()
+            .filter(|write| write.starts_with("PUT "))
+            .count(),
         3,
         "the index under its three shared tags: {first:?}"
     );
@@ -141,7 +144,11 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
         "create-manifest after sign keeps every record as sign wrote it"
     );
     let shared_tags = &signed["repos"][0]["images"][0]["manifest"]["sharedTags"];
-    assert_eq!(shared_tags, &serde_json::json!(["1.4.2", "1.4", "latest"]), "the manifest's order");
+    assert_eq!(
+        shared_tags,
+        &serde_json::json!(["1.4.2", "1.4", "latest"]),
+        "the manifest's order"
+    );
 
     // A re-run from post-build: a new image-info, the same content in staging.
     let again = post_build(&work.path().join("image-info-again.json"));

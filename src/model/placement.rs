@@ -144,7 +144,7 @@ impl<'a> RepoDeclarations<'a> {
             &image.product_version,
             &self.repo.images[*index].product_version,
         ) {
-            (Some(recorded), Some(declared)) => recorded == declared,
+            (Some(recorded), Some(declared)) => same_release_line(recorded, declared),
             _ => true,
         };
         let scored: Vec<(usize, usize)> = images
@@ -235,6 +235,22 @@ impl<'a> RepoDeclarations<'a> {
     }
 }
 
+/// Whether two product versions are of one release line: the same major and minor version, as ImageBuilder
+/// compares them, so a record published as `8.0.10` still stands for the manifest's `8.0.11`. Versions that are
+/// not numbers compare whole.
+fn same_release_line(recorded: &str, declared: &str) -> bool {
+    let line = |version: &str| -> Option<(u64, u64)> {
+        let mut parts = version.split(['.', '-', '+']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    };
+    match (line(recorded), line(declared)) {
+        (Some(recorded), Some(declared)) => recorded == declared,
+        _ => recorded == declared,
+    }
+}
+
 /// An image of image-info, with the manifest image it stands for.
 pub struct PlacedImage<'a> {
     /// Where it stands in image-info: `repos[repo].images[image]`.
@@ -283,4 +299,28 @@ pub fn place_images<'a>(
         }
     }
     Ok(placed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_versions_compare_by_release_line() {
+        for (recorded, declared, same) in [
+            ("8.0.10", "8.0.11", true),
+            ("8.0", "8.0.11", true),
+            ("8.0.11-preview.1", "8.0.11", true),
+            ("8.0.10", "8.1.0", false),
+            ("6.0.18", "8.0.18", false),
+            ("latest", "latest", true),
+            ("latest", "8.0", false),
+        ] {
+            assert_eq!(
+                same_release_line(recorded, declared),
+                same,
+                "{recorded} vs {declared}"
+            );
+        }
+    }
 }

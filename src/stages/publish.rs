@@ -7,8 +7,12 @@
 //!
 //! Unless `--allow-unsigned`, refuses before copying anything when staging holds no signature object for some
 //! digest: the ledger's `sign` entry and image-info's `signatures[]` are only what the file says.
+//!
+//! With `--published-image-info`, the final image-info is the published record with this run's images replacing
+//! theirs (see [`crate::model::published`]), so a partial release keeps the record of what it did not rebuild.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,8 +24,9 @@ use crate::files;
 use crate::inputs;
 use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
+use crate::model::published::{PublishedMerge, merge_into_published};
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
+use crate::stages::{InvalidFlag, Refusal, check_staging_prefix, stage_record, summary};
 use crate::store::copy::{Copier, CopyStats};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
@@ -35,6 +40,10 @@ pub struct Settings {
     pub image_info: PathBuf,
     pub expect_sha256: Option<String>,
     pub output: PathBuf,
+    /// The image-info last published, which the final one completes.
+    pub published_image_info: Option<PathBuf>,
+    /// The manifest, with its variables: what the published record may still hold.
+    pub manifest: Option<(PathBuf, BTreeMap<String, String>)>,
     pub staging: Location,
     pub staging_prefix: Option<String>,
     /// Publish here instead of the registry each digest names.
@@ -90,6 +99,8 @@ pub async fn run(
         image_info,
         expect_sha256,
         output,
+        published_image_info,
+        manifest,
         staging,
         staging_prefix,
         registry_override,
@@ -100,7 +111,7 @@ pub async fn run(
         client,
     } = settings;
     check_staging_prefix(staging_prefix.as_deref())?;
-    let mut info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
+    let info = inputs::load_image_info_expecting(&image_info, expect_sha256.as_deref())?;
     let mut required = vec![Stage::PostBuild, Stage::CreateManifest];
     if allow_unsigned {
         let warning = "publishing with --allow-unsigned: images may reach the public registry without signatures";
@@ -113,6 +124,29 @@ pub async fn run(
         required.push(Stage::Verify);
     }
     info.pipeline.require_these(Stage::Publish, &required)?;
+    // The whole record is worked out before anything is copied: a published file that does not fit the
+    // manifest stops the stage here.
+    let mut record = match &published_image_info {
+        Some(file) => {
+            if registry_override.is_some() {
+                return Err(InvalidFlag(
+                    "--published-image-info: the published record names the manifest's registry, so it cannot be \
+                     completed for `--registry-override`"
+                        .to_owned(),
+                )
+                .into());
+            }
+            let Some((manifest, variables)) = &manifest else {
+                return Err(InvalidFlag(
+                    "--published-image-info needs `--manifest`, to drop what the manifest no longer declares"
+                        .to_owned(),
+                )
+                .into());
+            };
+            merge_published(&info, &image_info, file, manifest, variables)?
+        }
+        None => info.clone(),
+    };
 
     let plans = plan(&info, staging_prefix.as_deref(), registry_override.as_ref())?;
     let client = Arc::new(RegistryClient::new(client)?);
@@ -183,10 +217,10 @@ pub async fn run(
     }
 
     if let Some(Location::Registry(registry)) = &registry_override {
-        rename_registry(&mut info, registry);
+        rename_registry(&mut record, registry);
     }
-    info.pipeline.record(stage_record(Stage::Publish, run));
-    let digest = files::write_atomically(&output, &info)?;
+    record.pipeline.record(stage_record(Stage::Publish, run));
+    let digest = files::write_atomically(&output, &record)?;
     tracing::info!(
         "published {}: {} objects copied ({} bytes), {} already there ({} bytes); {tags_set} tags set, \
          {tags_unchanged} unchanged; {} HTTP requests",
@@ -202,6 +236,36 @@ pub async fn run(
     host.summary(&summary::image_table("imagepipe publish", &info))
         .context("writing the step summary")?;
     Ok(())
+}
+
+/// The published record `published` with this run's images (`info`, read from `file`) replacing theirs.
+fn merge_published(
+    info: &ImageInfo,
+    file: &Path,
+    published: &Path,
+    manifest: &Path,
+    variables: &BTreeMap<String, String>,
+) -> anyhow::Result<ImageInfo> {
+    let manifest = inputs::load_manifest(manifest, variables)?;
+    inputs::require_manifest_registry(info, file, &manifest)?;
+    let previous = inputs::load_image_info(published)?;
+    inputs::require_manifest_registry(&previous, published, &manifest)?;
+    let PublishedMerge {
+        info: merged,
+        replaced,
+        added,
+        kept,
+        removed_images,
+        removed_platforms,
+    } = merge_into_published(&manifest, &previous, published, info, file)?;
+    tracing::info!(
+        "the final image-info completes `{}`: {replaced} images replaced, {added} added, {kept} kept; {} and {} \
+         the manifest no longer declares removed",
+        published.display(),
+        summary::count(removed_images.len(), "image"),
+        summary::count(removed_platforms.len(), "platform"),
+    );
+    Ok(merged)
 }
 
 /// Refuses, naming them all, the digests for which staging holds no signature object: one lookup per digest

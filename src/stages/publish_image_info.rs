@@ -1,22 +1,32 @@
 //! `imagepipe publish-image-info`: commits the final image-info into a GitHub repository, where later runs
 //! (the `matrix` stage's `--image-info`) read what is published.
 //!
-//! The file is committed byte for byte as written. Content already there unchanged makes no commit. A commit
-//! that races another one (409, or 422 for a stale `sha`) is re-applied on top of the new state: our file is the
-//! newer truth, so it replaces whatever the other commit wrote there.
+//! Without a manifest the file is committed byte for byte as written. With one, it is merged into the committed
+//! file as publish merges (see [`crate::model::published`]): its images replace theirs, and what the manifest
+//! no longer declares is dropped, so a partial release never erases the record of what it did not rebuild.
+//! Content already there unchanged makes no commit. A commit that races another one (409, or 422 for a stale
+//! `sha`) is worked out again on top of the new state.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::ci::{CiHost, RunIdentity};
+use crate::files;
 use crate::github::{FileUpdate, GitHubClient, GitHubError, Repository, Token};
+use crate::inputs;
+use crate::model::image_info::ImageInfo;
+use crate::model::manifest::Manifest;
+use crate::model::published::merge_into_published;
 use crate::stages::InvalidFlag;
 use crate::store::registry::RetryPolicy;
 
 pub struct Settings {
     pub image_info: PathBuf,
+    /// With the manifest and its variables, the file is merged into the committed one.
+    pub manifest: Option<(PathBuf, BTreeMap<String, String>)>,
     /// `OWNER/NAME`.
     pub repository: String,
     /// The file's path in the repository.
@@ -39,6 +49,7 @@ const CONFLICT_RETRY: RetryPolicy = RetryPolicy {
 pub async fn run(settings: Settings, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let Settings {
         image_info,
+        manifest,
         repository,
         path,
         branch,
@@ -52,9 +63,24 @@ pub async fn run(settings: Settings, host: &mut dyn CiHost) -> anyhow::Result<()
             InvalidFlag("--path: the file's path in the repository is empty".to_owned()).into(),
         );
     }
-    crate::inputs::load_image_info(&image_info)?;
+    let info = inputs::load_image_info(&image_info)?;
     let content = std::fs::read(&image_info)
         .with_context(|| format!("reading `{}`", image_info.display()))?;
+    let manifest = match &manifest {
+        Some((file, variables)) => {
+            let manifest = inputs::load_manifest(file, variables)?;
+            inputs::require_manifest_registry(&info, &image_info, &manifest)?;
+            Some(manifest)
+        }
+        None => None,
+    };
+    let new_content = NewContent {
+        info: &info,
+        file: &image_info,
+        as_written: &content,
+        manifest: manifest.as_ref(),
+        committed: PathBuf::from(format!("{repository}:{path}")),
+    };
     let client = GitHubClient::new(&api_url, &Token::new(token), RetryPolicy::default())
         .map_err(flag_error("--api-url"))?;
 
@@ -66,7 +92,7 @@ pub async fn run(settings: Settings, host: &mut dyn CiHost) -> anyhow::Result<()
             .with_context(|| format!("finding the default branch of `{repository}`"))?,
     };
     let message = commit_message(&path, &RunIdentity::from_environment());
-    let commit = commit(&client, &repository, &path, &branch, &message, &content)
+    let commit = commit(&client, &repository, &path, &branch, &message, &new_content)
         .await
         .with_context(|| format!("committing `{path}` to `{repository}` (branch `{branch}`)"))?;
 
@@ -83,25 +109,59 @@ pub async fn run(settings: Settings, host: &mut dyn CiHost) -> anyhow::Result<()
     Ok(())
 }
 
-/// Writes `content` unless it is there already: the new commit's SHA, or `None` when unchanged.
+/// What to commit, given what is committed now.
+struct NewContent<'a> {
+    info: &'a ImageInfo,
+    file: &'a Path,
+    as_written: &'a [u8],
+    manifest: Option<&'a Manifest>,
+    /// `OWNER/NAME:PATH`, how messages name the committed file.
+    committed: PathBuf,
+}
+
+impl NewContent<'_> {
+    /// The file as written, or merged into the committed one.
+    fn over(&self, committed: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
+        let (Some(manifest), Some(committed)) = (self.manifest, committed) else {
+            return Ok(self.as_written.to_vec());
+        };
+        let published = inputs::parse_image_info(committed, &self.committed)?;
+        inputs::require_manifest_registry(&published, &self.committed, manifest)?;
+        let merged =
+            merge_into_published(manifest, &published, &self.committed, self.info, self.file)?;
+        tracing::info!(
+            "merged into the committed file: {} images replaced, {} added, {} kept; {} images and {} platforms \
+             the manifest no longer declares removed",
+            merged.replaced,
+            merged.added,
+            merged.kept,
+            merged.removed_images.len(),
+            merged.removed_platforms.len()
+        );
+        Ok(files::to_bytes(&merged.info))
+    }
+}
+
+/// Writes the new content unless it is there already: the new commit's SHA, or `None` when unchanged.
 async fn commit(
     client: &GitHubClient,
     repository: &Repository,
     path: &str,
     branch: &str,
     message: &str,
-    content: &[u8],
+    new_content: &NewContent<'_>,
 ) -> anyhow::Result<Option<String>> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let current = client.file(repository, path, branch).await?;
+        let content = new_content.over(current.as_ref().map(|file| file.content.as_slice()))?;
         if current.as_ref().is_some_and(|file| file.content == content) {
             return Ok(None);
         }
         let update = FileUpdate {
             message,
-            content,
+            content: &content,
             sha: current.as_ref().map(|file| file.sha.as_str()),
             branch,
         };

@@ -186,7 +186,9 @@ pub async fn run(
         info.pipeline
             .record(stage_record(Stage::CreateManifest, run));
     } else {
-        tracing::info!("no record changed: the ledger keeps its `create-manifest` entry and what follows it");
+        tracing::info!(
+            "no record changed: the ledger keeps its `create-manifest` entry and what follows it"
+        );
     }
     let output = output.unwrap_or(image_info);
     let digest = files::write_atomically(&output, &info)?;
