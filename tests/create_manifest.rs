@@ -496,6 +496,28 @@ async fn a_platform_not_rebuilt_comes_from_the_public_registry_with_its_signatur
         imported["digest"],
         format!("{}/{REPOSITORY}@{}", public.host(), arm64.digest())
     );
+    // The record takes the form of the rebuilt platforms beside it, and what the image says about itself.
+    let rebuilt = platforms
+        .iter()
+        .find(|platform| platform["architecture"] == "amd64")
+        .expect("amd64 recorded");
+    assert_eq!(rebuilt["dockerfile"], "src/amd64/Dockerfile");
+    assert_eq!(imported["dockerfile"], "src/arm64v8/Dockerfile");
+    assert_eq!(imported["osType"], "Linux");
+    assert_eq!(imported["osType"], rebuilt["osType"]);
+    assert_eq!(imported["variant"], "v8");
+    assert_eq!(imported["simpleTags"], json!(["1.0-arm64v8"]));
+    assert_eq!(imported["created"], common::images::IMAGE_CREATED);
+    assert_eq!(
+        imported["layers"].as_array().map(Vec::len),
+        Some(1),
+        "{imported}"
+    );
+    assert!(imported.get("baseImageDigest").is_none());
+    assert!(
+        stderr.contains("`baseImageDigest` and `commitUrl` cannot be known"),
+        "{stderr}"
+    );
     let copied_signature = staged
         .head_manifest(
             REPOSITORY,
@@ -507,6 +529,34 @@ async fn a_platform_not_rebuilt_comes_from_the_public_registry_with_its_signatur
         .expect("reads")
         .expect("the signature came along");
     assert_eq!(copied_signature.digest().to_string(), signature.to_string());
+}
+
+#[tokio::test]
+async fn an_unreachable_public_registry_is_named_with_the_platforms_being_imported() {
+    let staging = Registry::start();
+    let mut public = Registry::start();
+    let folder = tempfile::tempdir().expect("temp dir");
+    let (manifest, info, _, _) =
+        only_amd64_rebuilt(folder.path(), &staging.host(), &public.host()).await;
+    public.kill();
+    let before = std::fs::read(&info).expect("reads");
+
+    let (code, _, stderr) = create_manifest(&manifest, &info, &staging.host());
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors = common::error_lines(&stderr);
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!(
+            "importing 1 platform not rebuilt in this run from {}: `acme/app` src/arm64v8",
+            public.host()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&info).expect("reads"),
+        before,
+        "nothing written"
+    );
 }
 
 #[tokio::test]

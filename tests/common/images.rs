@@ -18,6 +18,9 @@ pub struct TestImage {
     pub manifest: StoredManifest,
 }
 
+/// When every test image says it was created, as builders record it.
+pub const IMAGE_CREATED: &str = "2026-01-01T00:00:00Z";
+
 impl TestImage {
     pub fn new(os: &str, architecture: &str, variant: Option<&str>, seed: &str) -> Self {
         let layer = Bytes::from(format!("layer of {os}/{architecture} {seed}"));
@@ -25,6 +28,7 @@ impl TestImage {
         let mut config = json!({
             "architecture": architecture,
             "os": os,
+            "created": IMAGE_CREATED,
             "rootfs": {"type": "layers", "diff_ids": [layer_digest.as_str()]},
             "config": {}
         });
