@@ -532,6 +532,60 @@ async fn a_platform_not_rebuilt_comes_from_the_public_registry_with_its_signatur
 }
 
 #[tokio::test]
+async fn a_published_record_the_registry_contradicts_is_refused_before_anything_is_pushed() {
+    let staging = Registry::start();
+    let public = Registry::start();
+    let folder = tempfile::tempdir().expect("temp dir");
+    let (manifest, info, _, arm64) =
+        only_amd64_rebuilt(folder.path(), &staging.host(), &public.host()).await;
+    arm64
+        .push(
+            &RegistryStore::new(client(), &public.host()),
+            REPOSITORY,
+            Some("1.0-arm64v8"),
+        )
+        .await;
+    let stale = format!("{}/{REPOSITORY}@sha256:{}", public.host(), "e".repeat(64));
+    let published = folder.path().join("published.json");
+    std::fs::write(
+        &published,
+        json!({"schemaVersion": "2.0", "repos": [{"repo": REPOSITORY, "images": [{"productVersion": "1.0",
+            "platforms": [{"dockerfile": "src/arm64v8/Dockerfile", "simpleTags": ["1.0-arm64v8"], "digest": stale,
+                "osType": "Linux", "osVersion": "bookworm", "architecture": "arm64"}]}]}]})
+        .to_string(),
+    )
+    .expect("writes");
+    let before = std::fs::read(&info).expect("reads");
+
+    let Ran { code, stderr, .. } =
+        common::stages::create_manifest(&manifest, &info, &staging.host())
+            .arg("--published-image-info")
+            .arg(&published)
+            .run();
+    assert_eq!(code, Some(3), "{stderr}");
+    let errors = common::error_lines(&stderr);
+    assert!(
+        errors[0].contains("does not record what the public registry serves for 1 platform")
+            && errors[0].contains(&stale)
+            && errors[0].contains(arm64.digest().as_str()),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&info).expect("reads"),
+        before,
+        "nothing written"
+    );
+    let latest = RegistryStore::new(client(), &staging.host())
+        .head_manifest(
+            REPOSITORY,
+            imagepipe::store::ManifestReference::Tag("latest"),
+        )
+        .await
+        .expect("reads");
+    assert!(latest.is_none(), "no index pushed");
+}
+
+#[tokio::test]
 async fn an_unreachable_public_registry_is_named_with_the_platforms_being_imported() {
     let staging = Registry::start();
     let mut public = Registry::start();
