@@ -31,11 +31,7 @@ fn write_manifest(folder: &Path, public: &str) -> PathBuf {
         ]}]
     });
     let file = folder.join("manifest.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec_pretty(&manifest).expect("serializes"),
-    )
-    .expect("writes");
+    common::files::write_json(&file, &manifest);
     file
 }
 

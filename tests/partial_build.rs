@@ -40,11 +40,7 @@ fn write_manifest(folder: &Path, public: &str) -> PathBuf {
         ]}]
     });
     let file = folder.join("manifest.json");
-    std::fs::write(
-        &file,
-        serde_json::to_vec_pretty(&manifest).expect("serializes"),
-    )
-    .expect("writes");
+    common::files::write_json(&file, &manifest);
     file
 }
 
@@ -151,19 +147,13 @@ async fn a_partial_release_keeps_the_published_record_whole() {
     let public = Registry::start();
     let folder = tempfile::tempdir().expect("temp dir");
     let manifest = write_manifest(folder.path(), &public.host());
-    let key = folder.path().join("cosign");
-    Imagepipe::new()
-        .args(["generate-key", "--output-prefix"])
-        .arg(&key)
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .run()
-        .succeeded();
+    let key = common::stages::generate_key(&folder.path().join("cosign"), PASSWORD);
     let release = Release {
         folder: folder.path(),
         manifest: &manifest,
         staging: &staging,
         public: &public,
-        key: &key.with_extension("key"),
+        key: &key,
     };
     let amd64 = TestImage::new("linux", "amd64", None, "first");
     let arm64 = TestImage::new("linux", "arm64", Some("v8"), "first");
@@ -282,23 +272,20 @@ async fn a_partial_release_keeps_the_published_record_whole() {
             .map(Vec::len),
         Some(1)
     );
-    Imagepipe::new()
-        .env("GITHUB_TOKEN", TOKEN)
-        .arg("publish-image-info")
-        .arg("--image-info")
-        .arg(&forgotten)
-        .arg("--manifest")
-        .arg(&manifest)
-        .args([
-            "--repo",
-            GITHUB_REPOSITORY,
-            "--path",
-            PUBLISHED_PATH,
-            "--api-url",
-            &github.url,
-        ])
-        .run()
-        .succeeded();
+    let commit = |file: &Path| {
+        Imagepipe::new()
+            .env("GITHUB_TOKEN", TOKEN)
+            .arg("publish-image-info")
+            .arg("--image-info")
+            .arg(file)
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["--repo", GITHUB_REPOSITORY, "--path", PUBLISHED_PATH])
+            .args(["--api-url", &github.url])
+            .run()
+            .succeeded();
+    };
+    commit(&forgotten);
     let committed: Value = serde_json::from_slice(
         &github
             .file(DEFAULT_BRANCH, PUBLISHED_PATH)
@@ -311,26 +298,7 @@ async fn a_partial_release_keeps_the_published_record_whole() {
     );
 
     // Committing the merged file: once to replace the ledger of the forgotten one, then nothing more.
-    let commit_second = || {
-        Imagepipe::new()
-            .env("GITHUB_TOKEN", TOKEN)
-            .arg("publish-image-info")
-            .arg("--image-info")
-            .arg(&second)
-            .arg("--manifest")
-            .arg(&manifest)
-            .args([
-                "--repo",
-                GITHUB_REPOSITORY,
-                "--path",
-                PUBLISHED_PATH,
-                "--api-url",
-                &github.url,
-            ])
-            .run()
-            .succeeded();
-    };
-    commit_second();
+    commit(&second);
     assert_eq!(
         github
             .file(DEFAULT_BRANCH, PUBLISHED_PATH)
@@ -339,7 +307,7 @@ async fn a_partial_release_keeps_the_published_record_whole() {
         "merging the merged record into its own base gives it back byte for byte"
     );
     let commits = github.puts().len();
-    commit_second();
+    commit(&second);
     assert_eq!(
         github.puts().len(),
         commits,

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use imagepipe::inputs;
-use imagepipe::model::image_info::{ImageInfo, PlatformData, RepoData};
+use imagepipe::model::image_info::{ImageData, ImageInfo, PlatformData, RepoData};
 use imagepipe::model::manifest::{Image, Manifest, PlatformEntry, Repo, TagOptions};
 use imagepipe::model::published::merge_into_published;
 use indexmap::IndexMap;
@@ -73,6 +73,18 @@ fn rebuilt(digest: &mut String, fill: char) {
     *digest = format!("{name}@sha256:{}", fill.to_string().repeat(64));
 }
 
+/// A run that built `image` of `dotnet/aspnet` alone.
+fn aspnet_run(image: &ImageData) -> ImageInfo {
+    ImageInfo {
+        repos: vec![RepoData {
+            repo: "dotnet/aspnet".into(),
+            images: vec![image.clone()],
+            ..RepoData::default()
+        }],
+        ..ImageInfo::default()
+    }
+}
+
 fn json(value: &impl serde::Serialize) -> Value {
     serde_json::to_value(value).expect("serializes")
 }
@@ -99,14 +111,7 @@ fn a_one_image_run_replaces_only_that_image_of_the_large_published_file() {
     }
     let index = image.manifest.as_mut().expect("the image has shared tags");
     rebuilt(&mut index.digest, 'e');
-    let run = ImageInfo {
-        repos: vec![RepoData {
-            repo: "dotnet/aspnet".into(),
-            images: vec![image.clone()],
-            ..RepoData::default()
-        }],
-        ..ImageInfo::default()
-    };
+    let run = aspnet_run(&image);
 
     let merge = merge_into_published(&manifest, &published, &file, &run, Path::new("run.json"))
         .expect("merges");
@@ -168,14 +173,7 @@ fn a_patch_release_replaces_the_records_of_the_previous_patch() {
     for platform in &mut image.platforms {
         rebuilt(&mut platform.digest, 'f');
     }
-    let run = ImageInfo {
-        repos: vec![RepoData {
-            repo: "dotnet/aspnet".into(),
-            images: vec![image.clone()],
-            ..RepoData::default()
-        }],
-        ..ImageInfo::default()
-    };
+    let run = aspnet_run(&image);
     let merge = merge_into_published(&manifest, &published, &file, &run, Path::new("run.json"))
         .expect("a published 6.0.18 record stands for the manifest's 6.0.19");
     assert_eq!((merge.replaced, merge.added, merge.kept), (1, 0, 128));

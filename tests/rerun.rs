@@ -81,13 +81,7 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
     let info = post_build(&work.path().join("image-info.json"));
     push_example_images(&info, &staging.host()).await;
 
-    let key = work.path().join("cosign");
-    Imagepipe::new()
-        .args(["generate-key", "--output-prefix"])
-        .arg(&key)
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .run()
-        .succeeded();
+    let key = common::stages::generate_key(&work.path().join("cosign"), PASSWORD);
     let create_manifest =
         |info: &Path| common::stages::create_manifest(&manifest, info, &staging_proxy.host());
     let sign = |info: &Path| {
@@ -96,7 +90,7 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
             .arg("--image-info")
             .arg(info)
             .arg("--key")
-            .arg(key.with_extension("key"))
+            .arg(&key)
             .args(["--staging-registry", &staging_proxy.host()])
     };
     let final_info = work.path().join("final-image-info.json");

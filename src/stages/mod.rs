@@ -51,6 +51,26 @@ pub fn stage_record(stage: Stage, run: &RunIdentity) -> StageRecord {
     }
 }
 
+/// What a stage that wrote image-info ends with: the step outputs (where the file is, its SHA-256, the stage) and
+/// the table of its images in the step summary.
+pub fn finish_with_outputs(
+    host: &mut dyn crate::ci::CiHost,
+    stage: Stage,
+    output: &std::path::Path,
+    digest: &crate::model::reference::Digest,
+    info: &crate::model::image_info::ImageInfo,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    crate::ci::set_stage_outputs(host, stage, output, digest)
+        .context("setting the step outputs")?;
+    host.summary(&summary::image_table(
+        &format!("imagepipe {}", stage.name()),
+        info,
+    ))
+    .context("writing the step summary")?;
+    Ok(())
+}
+
 /// A stage refusing to run because a precondition is not met (exit code 3): what is missing, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

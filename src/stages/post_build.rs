@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::ci::{self, CiHost, RunIdentity};
+use crate::ci::{CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
 use crate::model::ledger::Stage;
 use crate::model::merge;
-use crate::stages::{stage_record, summary};
+use crate::stages::{finish_with_outputs, stage_record, summary};
 
 pub struct Settings {
     pub manifest: PathBuf,
@@ -54,9 +54,5 @@ pub fn run(settings: Settings, run: &RunIdentity, host: &mut dyn CiHost) -> anyh
         summary::count(counts.images, "image"),
         summary::count(counts.platforms, "platform"),
     );
-    ci::set_stage_outputs(host, Stage::PostBuild, &output, &digest)
-        .context("setting the step outputs")?;
-    host.summary(&summary::image_table("imagepipe post-build", &info))
-        .context("writing the step summary")?;
-    Ok(())
+    finish_with_outputs(host, Stage::PostBuild, &output, &digest, &info)
 }

@@ -19,14 +19,16 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
-use crate::ci::{self, CiHost, RunIdentity};
+use crate::ci::{CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
 use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
 use crate::model::published::{PublishedMerge, merge_into_published};
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{InvalidFlag, Refusal, check_staging_prefix, stage_record, summary};
+use crate::stages::{
+    InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, stage_record, summary,
+};
 use crate::store::copy::{Copier, CopyStats};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
@@ -231,11 +233,7 @@ pub async fn run(
         stats.bytes_skipped,
         client.request_count()
     );
-    ci::set_stage_outputs(host, Stage::Publish, &output, &digest)
-        .context("setting the step outputs")?;
-    host.summary(&summary::image_table("imagepipe publish", &info))
-        .context("writing the step summary")?;
-    Ok(())
+    finish_with_outputs(host, Stage::Publish, &output, &digest, &info)
 }
 
 /// The published record `published` with this run's images (`info`, read from `file`) replacing theirs.

@@ -14,7 +14,7 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
-use crate::ci::{self, CiHost, RunIdentity};
+use crate::ci::{CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
 use crate::model::image_info::{DigestEntry, ImageInfo, SignatureRecord};
@@ -25,7 +25,7 @@ use crate::model::placement::place_images;
 use crate::model::reference::{Digest, DigestReference};
 use crate::sign::keys::{KeySource, SigningKey};
 use crate::sign::signer::{Added, SignError, Signer, Storage};
-use crate::stages::{Refusal, check_staging_prefix, stage_record, summary};
+use crate::stages::{Refusal, check_staging_prefix, finish_with_outputs, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
 
@@ -211,11 +211,7 @@ pub async fn run(
         total - added,
         client.request_count()
     );
-    ci::set_stage_outputs(host, Stage::Sign, &output, &digest)
-        .context("setting the step outputs")?;
-    host.summary(&summary::image_table("imagepipe sign", &info))
-        .context("writing the step summary")?;
-    Ok(())
+    finish_with_outputs(host, Stage::Sign, &output, &digest, &info)
 }
 
 /// Every digest must be in staging, where it is signed: one HEAD per digest, all before anything is written.

@@ -21,3 +21,10 @@ pub fn read_json(file: &Path) -> Value {
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|error| panic!("`{}` is not JSON: {error}", file.display()))
 }
+
+/// Writes `value` to `file` as pretty JSON; panics naming the file when it cannot.
+pub fn write_json(file: &Path, value: &Value) {
+    let bytes = serde_json::to_vec_pretty(value).expect("JSON values serialize");
+    std::fs::write(file, bytes)
+        .unwrap_or_else(|error| panic!("writing `{}`: {error}", file.display()));
+}

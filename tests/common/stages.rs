@@ -1,4 +1,4 @@
-//! The stages a test runs to set a scene before the one it checks: post-build, then create-manifest.
+//! The stages a test runs to set a scene before the one it checks: a key, post-build, then create-manifest.
 
 use std::path::{Path, PathBuf};
 
@@ -29,4 +29,16 @@ pub fn create_manifest(manifest: &Path, image_info: &Path, staging: &str) -> Ima
         .arg("--image-info")
         .arg(image_info)
         .args(["--staging-registry", staging])
+}
+
+/// Writes a cosign key pair with `imagepipe generate-key` at `prefix`, encrypted with `password`; returns the
+/// private key's path (the public key is beside it, `.pub`).
+pub fn generate_key(prefix: &Path, password: &str) -> PathBuf {
+    Imagepipe::new()
+        .args(["generate-key", "--output-prefix"])
+        .arg(prefix)
+        .env("COSIGN_PASSWORD", password)
+        .run()
+        .succeeded();
+    prefix.with_extension("key")
 }

@@ -15,7 +15,7 @@ use anyhow::Context;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
-use crate::ci::{self, CiHost, RunIdentity};
+use crate::ci::{CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
 use crate::model::image_info::{ImageInfo, ManifestData, PlatformData};
@@ -23,7 +23,7 @@ use crate::model::ledger::Stage;
 use crate::model::manifest::Manifest;
 use crate::model::placement::place_images;
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{check_staging_prefix, stage_record, summary};
+use crate::stages::{check_staging_prefix, finish_with_outputs, stage_record, summary};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, Store, media_type, staging_repository};
 
@@ -200,11 +200,7 @@ pub async fn run(
         staging_store.name(),
         client.request_count()
     );
-    ci::set_stage_outputs(host, Stage::CreateManifest, &output, &digest)
-        .context("setting the step outputs")?;
-    host.summary(&summary::image_table("imagepipe create-manifest", &info))
-        .context("writing the step summary")?;
-    Ok(())
+    finish_with_outputs(host, Stage::CreateManifest, &output, &digest, &info)
 }
 
 /// Records the index of an image. A record of the same digest with the same shared tags, in whatever order,
