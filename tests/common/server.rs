@@ -100,7 +100,13 @@ impl Server {
                             connection.state.open().sockets.remove(&connection.id);
                         });
                     match spawned {
-                        Ok(thread) => accepting.open().threads.push(thread),
+                        Ok(thread) => {
+                            let mut open = accepting.open();
+                            // A finished thread keeps its stack until its handle is joined or dropped: a
+                            // server answering thousands of connections would run out of memory.
+                            open.threads.retain(|thread| !thread.is_finished());
+                            open.threads.push(thread);
+                        }
                         Err(error) => {
                             eprintln!("{thread_name}: cannot start a connection thread: {error}")
                         }
