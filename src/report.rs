@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::build::BuildError;
 use crate::ci::CiHost;
 use crate::files::FileError;
 use crate::inputs::InputError;
@@ -68,6 +69,17 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
         }
         if cause.is::<InvalidFlag>() {
             return plain(Outcome::InvalidInput);
+        }
+        if let Some(build) = cause.downcast_ref::<BuildError>() {
+            let outcome = if build.is_invalid_input() {
+                Outcome::InvalidInput
+            } else {
+                Outcome::RuntimeFailure
+            };
+            return Diagnosis {
+                hint: build.hint(),
+                ..plain(outcome)
+            };
         }
         if cause.is::<PublishedMergeError>() {
             return Diagnosis {
