@@ -116,6 +116,10 @@ pub struct PlatformData {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<WrittenLayer>")]
     pub layers: Vec<Layer>,
+    /// `sha256:…` over the Dockerfile's folder as built (added by imagepipe): with `baseImageDigest`, what the
+    /// matrix compares to leave out a platform that would build the same again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_digest: Option<String>,
     /// Set when the platform was not rebuilt in this run and its published digest was reused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_unchanged: bool,

@@ -235,6 +235,7 @@ impl Recorded for PlatformData {
         fill(&mut self.base_image_digest, &other.base_image_digest);
         fill(&mut self.created, &other.created);
         fill(&mut self.commit_url, &other.commit_url);
+        fill(&mut self.context_digest, &other.context_digest);
         fill(&mut self.variant, &other.variant);
         if self.layers.is_empty() {
             self.layers.clone_from(&other.layers);
