@@ -104,6 +104,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Commit the final image-info.json into a GitHub repository
     PublishImageInfo(PublishImageInfoArgs),
+    /// Write the fragment for an image another tool built and pushed to staging by digest
+    Record(RecordArgs),
     /// Write a cosign-compatible key pair, the private key encrypted with COSIGN_PASSWORD
     GenerateKey(GenerateKeyArgs),
     /// Check manifest.json and image-info.json files, listing every problem
@@ -365,6 +367,27 @@ pub struct PublishImageInfoArgs {
         env = "IMAGEPIPE_API_URL"
     )]
     pub api_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// The Dockerfile (or its folder) as the manifest names it
+    #[arg(long, value_name = "PATH", env = "IMAGEPIPE_DOCKERFILE")]
+    pub dockerfile: String,
+
+    /// The digest the other tool pushed to staging (`sha256:…`)
+    #[arg(long, value_name = "DIGEST", env = "IMAGEPIPE_DIGEST")]
+    pub digest: String,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    /// Where to write the fragment, e.g. `fragments/<leg>.attempt-<N>.json`
+    #[arg(long, value_name = "FILE", env = "IMAGEPIPE_OUTPUT")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

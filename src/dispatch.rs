@@ -13,7 +13,7 @@ use crate::cli::{
 use crate::sign::keys::KeySource;
 use crate::stages::{
     self, InvalidFlag, create_manifest, generate_key, post_build, publish, publish_image_info,
-    schema, sign, test, validate, verify,
+    record, schema, sign, test, validate, verify,
 };
 use crate::store::Location;
 use crate::store::registry::credentials::SecretAnnouncer;
@@ -187,6 +187,24 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 api_url: arguments.api_url,
             };
             publish_image_info::run(settings, host).await
+        }
+        Command::Record(arguments) => {
+            let staging = staging_location(&arguments.staging)?;
+            let digest = arguments
+                .digest
+                .parse()
+                .map_err(|error| InvalidFlag(format!("--digest: {error}")))?;
+            let settings = record::Settings {
+                manifest: arguments.manifest.manifest,
+                variables: variables(arguments.manifest.variables, &run),
+                dockerfile: arguments.dockerfile,
+                digest,
+                output: arguments.output,
+                client: client_settings(registry, Some(&staging), host)?,
+                staging,
+                staging_prefix: arguments.staging.staging_prefix,
+            };
+            record::run(settings, &run, host).await
         }
         Command::GenerateKey(arguments) => {
             let settings = generate_key::Settings {

@@ -2,10 +2,12 @@
 //! entry, and writes its outputs atomically.
 
 pub mod create_manifest;
+pub mod fragment;
 pub mod generate_key;
 pub mod post_build;
 pub mod publish;
 pub mod publish_image_info;
+pub mod record;
 pub mod result_table;
 pub mod schema;
 pub mod sign;
