@@ -30,6 +30,15 @@ pub fn dockerfile_path(dockerfile: &str) -> String {
     }
 }
 
+/// The folder holding the Dockerfile a manifest names (itself a folder or a file): the build's context.
+/// `.` for a Dockerfile at the top.
+pub fn dockerfile_folder(dockerfile: &str) -> String {
+    match dockerfile_path(dockerfile).rsplit_once('/') {
+        Some((folder, _)) => folder.to_owned(),
+        None => ".".to_owned(),
+    }
+}
+
 /// `Linux`, `Windows`: the OS as image-info writes it.
 pub fn os_type(os: &str) -> String {
     let os = canonical_os(os);
@@ -95,6 +104,14 @@ mod tests {
         for (declared, recorded) in cases {
             assert_eq!(dockerfile_path(declared), recorded, "{declared}");
             assert_eq!(dockerfile_path(recorded), recorded, "{recorded} is kept");
+        }
+        for (declared, folder) in [
+            ("src/app/amd64", "src/app/amd64"),
+            ("./src/app/amd64/Dockerfile", "src/app/amd64"),
+            ("samples/app/Dockerfile.debian-arm32", "samples/app"),
+            ("Dockerfile", "."),
+        ] {
+            assert_eq!(dockerfile_folder(declared), folder, "{declared}");
         }
     }
 
