@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::build::BuildError;
+use crate::build::dependencies::DependencyError;
 use crate::ci::CiHost;
 use crate::files::FileError;
 use crate::inputs::InputError;
@@ -79,6 +80,12 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
             return Diagnosis {
                 hint: build.hint(),
                 ..plain(outcome)
+            };
+        }
+        if let Some(dependency) = cause.downcast_ref::<DependencyError>() {
+            return Diagnosis {
+                hint: dependency.hint(),
+                ..plain(Outcome::InvalidInput)
             };
         }
         if cause.is::<PublishedMergeError>() {

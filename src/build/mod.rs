@@ -7,6 +7,8 @@
 //! - `buildah`: `buildah build`, pushed to a run-unique tag with `--digestfile`.
 //! - `buildx`: `docker buildx build`, pushed by digest, attestations kept.
 
+pub mod context;
+pub mod dependencies;
 pub mod dockerfile;
 
 use std::collections::BTreeMap;

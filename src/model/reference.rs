@@ -40,6 +40,12 @@ impl Digest {
         Self(format!("{SHA256_PREFIX}{hash:x}"))
     }
 
+    /// The digest of what `hasher` was fed, for content hashed piece by piece.
+    pub fn from_hasher(hasher: sha2::Sha256) -> Self {
+        use sha2::Digest as _;
+        Self(format!("{SHA256_PREFIX}{:x}", hasher.finalize()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
