@@ -90,6 +90,8 @@ pub struct StagingArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print the build legs as a GitHub or Azure Pipelines job matrix, leaving out what is unchanged
+    Matrix(MatrixArgs),
     /// Merge the build legs' image-info fragments into one image-info.json
     PostBuild(PostBuildArgs),
     /// Create and push one manifest list per image with shared tags, before anything is signed
@@ -137,6 +139,51 @@ pub struct VariableArgs {
         value_parser = parse_variable
     )]
     pub variables: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// Plan only platforms of this OS (`linux`, `windows`)
+    #[arg(long, value_name = "T", env = "IMAGEPIPE_OS_TYPE")]
+    pub os_type: Option<String>,
+
+    /// Plan only platforms of this OS version, or of a pattern of one (`*bookworm*`)
+    #[arg(long, value_name = "V", env = "IMAGEPIPE_OS_VERSION")]
+    pub os_version: Option<String>,
+
+    /// Plan only platforms of this architecture (`amd64`, `arm64`, `arm`)
+    #[arg(long, value_name = "A", env = "IMAGEPIPE_ARCHITECTURE")]
+    pub architecture: Option<String>,
+
+    /// Plan only the Dockerfiles whose folder matches (repeatable, or separated by spaces; `*` within a folder
+    /// name, `**` across folders), with the Dockerfiles they are built from
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "IMAGEPIPE_PATH",
+        value_delimiter = ' '
+    )]
+    pub path: Vec<String>,
+
+    /// The image-info.json last published: platforms whose Dockerfile folder and base image are unchanged since
+    /// are left out
+    #[arg(long, value_name = "PUBLISHED", env = "IMAGEPIPE_IMAGE_INFO")]
+    pub image_info: Option<PathBuf>,
+
+    /// The matrix's form (default: Azure under Azure Pipelines, else GitHub)
+    #[arg(long, value_enum, env = "IMAGEPIPE_FORMAT")]
+    pub format: Option<MatrixFormat>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MatrixFormat {
+    /// `{"include": [leg, …]}` for `strategy.matrix: ${{ fromJSON(…) }}`
+    Github,
+    /// `{"leg_name": {variable: value}, …}` for `strategy.matrix: $[ … ]`
+    Azure,
 }
 
 #[derive(Debug, Args)]

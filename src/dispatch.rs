@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::ci::{CiHost, RunIdentity};
+use crate::ci::{self, CiHost, HostKind, RunIdentity};
 use crate::cli::{
-    Cli, Command, IndexKind, RegistryArgs, SchemaFormat, SignatureModeArg, StagingArgs,
-    VariableArgs,
+    Cli, Command, IndexKind, MatrixArgs, MatrixFormat, RegistryArgs, SchemaFormat,
+    SignatureModeArg, StagingArgs, VariableArgs,
 };
+use crate::model::legs::Filters;
 use crate::sign::keys::KeySource;
 use crate::stages::{
-    self, InvalidFlag, create_manifest, generate_key, post_build, publish, publish_image_info,
-    record, schema, sign, test, validate, verify,
+    self, InvalidFlag, create_manifest, generate_key, matrix, post_build, publish,
+    publish_image_info, record, schema, sign, test, validate, verify,
 };
 use crate::store::Location;
 use crate::store::registry::credentials::SecretAnnouncer;
@@ -51,6 +52,39 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
     } = cli;
     let run = RunIdentity::from_environment();
     match command {
+        Command::Matrix(arguments) => {
+            let MatrixArgs {
+                manifest,
+                os_type,
+                os_version,
+                architecture,
+                path,
+                image_info,
+                format,
+            } = arguments;
+            let format = match format {
+                Some(MatrixFormat::Github) => matrix::Format::GitHub,
+                Some(MatrixFormat::Azure) => matrix::Format::Azure,
+                None => match ci::detect_kind() {
+                    HostKind::AzurePipelines => matrix::Format::Azure,
+                    HostKind::GitHubActions | HostKind::Local => matrix::Format::GitHub,
+                },
+            };
+            let settings = matrix::Settings {
+                manifest: manifest.manifest,
+                variables: variables(manifest.variables, &run),
+                filters: Filters {
+                    os_type,
+                    os_version,
+                    architecture,
+                    paths: path.into_iter().filter(|path| !path.is_empty()).collect(),
+                },
+                published_image_info: image_info,
+                format,
+                client: client_settings(registry, None, host)?,
+            };
+            matrix::run(settings, host).await
+        }
         Command::CreateManifest(arguments) => {
             output_apart_from_manifest(
                 arguments

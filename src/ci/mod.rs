@@ -63,18 +63,39 @@ pub(crate) fn secret_lines(secret: &str) -> impl Iterator<Item = &str> {
     secret.lines().filter(|line| !line.trim().is_empty())
 }
 
-/// Picks the host from the environment: `GITHUB_ACTIONS=true`, `TF_BUILD=True`, else a terminal.
+/// The CI systems the binary knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    GitHubActions,
+    AzurePipelines,
+    Local,
+}
+
+/// Which CI system the environment says this is: `GITHUB_ACTIONS=true`, `TF_BUILD=True`, else none.
+pub fn detect_kind() -> HostKind {
+    let is = |name: &str, value: &str| {
+        std::env::var_os(name).is_some_and(|set| set.eq_ignore_ascii_case(value))
+    };
+    if is("GITHUB_ACTIONS", "true") {
+        HostKind::GitHubActions
+    } else if is("TF_BUILD", "true") {
+        HostKind::AzurePipelines
+    } else {
+        HostKind::Local
+    }
+}
+
+/// Picks the host from the environment (see [`detect_kind`]).
 pub fn detect() -> Box<dyn CiHost> {
     let variable = |name: &str| std::env::var_os(name);
-    let is =
-        |name: &str, value: &str| variable(name).is_some_and(|set| set.eq_ignore_ascii_case(value));
-    if is("GITHUB_ACTIONS", "true") {
+    let kind = detect_kind();
+    if kind == HostKind::GitHubActions {
         Box::new(GitHubActions::new(
             variable("GITHUB_OUTPUT").map(Into::into),
             variable("GITHUB_STEP_SUMMARY").map(Into::into),
             Box::new(io::stdout()),
         ))
-    } else if is("TF_BUILD", "true") {
+    } else if kind == HostKind::AzurePipelines {
         let summary_folder = variable("AGENT_TEMPDIRECTORY")
             .map(Into::into)
             .unwrap_or_else(std::env::temp_dir);

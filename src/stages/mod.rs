@@ -4,6 +4,7 @@
 pub mod create_manifest;
 pub mod fragment;
 pub mod generate_key;
+pub mod matrix;
 pub mod post_build;
 pub mod publish;
 pub mod publish_image_info;
