@@ -63,6 +63,7 @@ impl<'a> LabelContext<'a> {
             .split('/')
             .skip(self.shared_prefix)
             .map(name_text)
+            .map(|part| without_said_prefix(part, &said))
             .filter(|part| !part.is_empty() && !said.contains(part))
             .collect();
         if !parts.is_empty() {
@@ -76,6 +77,15 @@ impl<'a> LabelContext<'a> {
             .unwrap_or_default();
         name_text(repo)
     }
+}
+
+/// `part` without a leading part the platform already says: `composite` of `bookworm-slim-composite`.
+fn without_said_prefix(part: String, said: &BTreeSet<String>) -> String {
+    said.iter()
+        .filter(|token| !token.is_empty())
+        .filter_map(|token| part.strip_prefix(token.as_str())?.strip_prefix('-'))
+        .min_by_key(|rest| rest.len())
+        .map_or_else(|| part.clone(), str::to_owned)
 }
 
 /// `{os}-{osVersion}-{architecture}{variant}-{label}`, in name characters, within the length Azure allows.

@@ -484,7 +484,9 @@ mod tests {
                 {"dockerfile": "web/amd64", "os": "linux", "osVersion": "bookworm_slim"},
                 {"dockerfile": "web-2/amd64", "os": "linux", "osVersion": "bookworm_slim"},
                 {"dockerfile": "web/8.0/arm32v7", "os": "linux", "osVersion": "bookworm_slim", "architecture": "arm",
-                 "variant": "v7"}]}]}]}"#;
+                 "variant": "v7"},
+                {"dockerfile": "web/8.0/bookworm_slim-composite/amd64", "os": "linux",
+                 "osVersion": "bookworm_slim"}]}]}]}"#;
         let manifest = manifest(text);
         let legs = plan_legs(&manifest, &Dependencies::default(), &Filters::default());
         let names: Vec<&str> = legs.iter().map(|leg| leg.name.as_str()).collect();
@@ -495,6 +497,7 @@ mod tests {
                 "linux-bookworm-slim-amd64-web-2",
                 "linux-bookworm-slim-amd64-web-2-2",
                 "linux-bookworm-slim-armv7-web-8-0",
+                "linux-bookworm-slim-amd64-web-8-0-composite",
             ]
         );
         let again = plan_legs(&manifest, &Dependencies::default(), &Filters::default());
