@@ -24,6 +24,7 @@ fn imagepipe(arguments: &[&str]) -> (Option<i32>, String, String) {
 fn help_texts() {
     for (name, arguments) in [
         ("help", &["--help"][..]),
+        ("help_matrix", &["matrix", "--help"][..]),
         ("help_post_build", &["post-build", "--help"][..]),
         ("help_create_manifest", &["create-manifest", "--help"][..]),
         ("help_sign", &["sign", "--help"][..]),
