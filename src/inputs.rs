@@ -184,6 +184,16 @@ pub fn require_manifest_registry(
     }
 }
 
+/// Loads the image-info last published from `manifest`'s repositories, held to its registry.
+pub fn load_published_image_info(
+    file: &Path,
+    manifest: &Manifest,
+) -> Result<ImageInfo, InputError> {
+    let published = load_image_info(file)?;
+    require_manifest_registry(&published, file, manifest)?;
+    Ok(published)
+}
+
 /// Loads an image-info file handed on by the previous stage, refusing one whose SHA-256 is not the one that
 /// stage announced (`expect-sha256`): a file changed on the way is not what was built.
 pub fn load_image_info_expecting(

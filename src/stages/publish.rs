@@ -246,8 +246,7 @@ fn merge_published(
 ) -> anyhow::Result<ImageInfo> {
     let manifest = inputs::load_manifest(manifest, variables)?;
     inputs::require_manifest_registry(info, file, &manifest)?;
-    let previous = inputs::load_image_info(published)?;
-    inputs::require_manifest_registry(&previous, published, &manifest)?;
+    let previous = inputs::load_published_image_info(published, &manifest)?;
     let PublishedMerge {
         info: merged,
         replaced,

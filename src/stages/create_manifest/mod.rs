@@ -99,11 +99,7 @@ pub async fn run(
     let mut as_read = info.clone();
     as_read.normalize();
     let published = match &published_image_info {
-        Some(file) => {
-            let published = inputs::load_image_info(file)?;
-            inputs::require_manifest_registry(&published, file, &manifest)?;
-            Some(published)
-        }
+        Some(file) => Some(inputs::load_published_image_info(file, &manifest)?),
         None => None,
     };
     let public_registry = manifest.registry.clone().unwrap_or_default();

@@ -47,11 +47,7 @@ pub async fn run(settings: Settings, host: &mut dyn CiHost) -> anyhow::Result<()
     } = settings;
     let manifest = inputs::load_manifest(&manifest_file, &variables)?;
     let published = match &published_image_info {
-        Some(file) => {
-            let published = inputs::load_image_info(file)?;
-            inputs::require_manifest_registry(&published, file, &manifest)?;
-            Some(published)
-        }
+        Some(file) => Some(inputs::load_published_image_info(file, &manifest)?),
         None => None,
     };
     let dependencies = read_dependencies(&manifest, &manifest_file)?;
