@@ -337,6 +337,23 @@ fn a_missing_dockerfile_is_invalid_input() {
     );
 }
 
+#[test]
+fn the_hello_example_builds_base_and_app_together_on_each_platform() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/manifest.json");
+    let ran = Imagepipe::new()
+        .args(["matrix", "--manifest"])
+        .arg(&manifest)
+        .run();
+    assert_eq!(
+        legs(&stdout_json(ran.succeeded())),
+        pairs(&[
+            ("linux-scratch-amd64-base", "src/base src/app"),
+            ("linux-scratch-arm64v8-base", "src/base src/app"),
+            ("linux-scratch-armv7-base", "src/base src/app"),
+        ])
+    );
+}
+
 async fn push_upstream(registry: &Registry, seed: &str) -> Digest {
     let client = Arc::new(RegistryClient::new(ClientSettings::default()).expect("client"));
     let store = RegistryStore::new(client, &registry.host());
