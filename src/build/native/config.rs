@@ -292,3 +292,211 @@ fn exposed_ports(text: &str) -> Result<Vec<String>, String> {
         .map(|port| format!("{port}/{protocol}"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::build::native::tests::request;
+
+    /// The runtime configuration and records of `text` built on `base` for linux/arm64.
+    fn applied(
+        text: &str,
+        base: Map<String, Value>,
+        build_args: &[(&str, &str)],
+    ) -> Result<(Map<String, Value>, Vec<Record>), BuildError> {
+        let mut request = request(Path::new("/context"), "linux/arm64");
+        for (name, value) in build_args {
+            request
+                .build_args
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
+        let recipe = instructions::read(text, &request)?;
+        let mut config = base;
+        let records = apply(&recipe, &request, &mut config)?;
+        Ok((config, records))
+    }
+
+    fn config(text: &str) -> Map<String, Value> {
+        applied(text, scratch(), &[]).expect("applies").0
+    }
+
+    #[test]
+    fn env_values_see_the_variables_from_before_the_instruction() {
+        let config = config(
+            "FROM scratch\n\
+             ENV A=1\n\
+             ENV A=2 B=$A C=\"x y\" D='$A'\n\
+             ENV LEGACY spaced   value $B\n\
+             ENV PATH=/app/bin:$PATH\n",
+        );
+        assert_eq!(
+            config["Env"],
+            json!([
+                "PATH=/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "A=2",
+                "B=1",
+                "C=x y",
+                "D=$A",
+                "LEGACY=spaced   value 1"
+            ])
+        );
+    }
+
+    #[test]
+    fn args_are_scoped_to_their_stage_and_env_wins_over_them() {
+        let text = "ARG GLOBAL=g\n\
+            ARG HIDDEN=h\n\
+            FROM scratch AS one\n\
+            ARG GLOBAL\n\
+            ARG LOCAL=l-$GLOBAL\n\
+            ARG TARGETARCH\n\
+            ARG OVERRIDDEN=default\n\
+            LABEL global=$GLOBAL hidden=\"[$HIDDEN]\" local=$LOCAL arch=$TARGETARCH over=$OVERRIDDEN\n\
+            ENV LOCAL=from-env\n\
+            LABEL shadowed=$LOCAL\n\
+            FROM one\n\
+            LABEL next=\"[$LOCAL]\" gone=\"[$GLOBAL]\"\n";
+        let (config, _) = applied(text, scratch(), &[("OVERRIDDEN", "given")]).expect("applies");
+        assert_eq!(
+            config["Labels"],
+            json!({
+                "global": "g", "hidden": "[]", "local": "l-g", "arch": "arm64", "over": "given",
+                "shadowed": "from-env", "next": "[from-env]", "gone": "[]"
+            })
+        );
+    }
+
+    #[test]
+    fn workdir_user_stopsignal_and_ports() {
+        let config = config(
+            "FROM scratch\n\
+             ENV BASE=/srv\n\
+             WORKDIR $BASE\n\
+             WORKDIR app/./bin\n\
+             WORKDIR ../data\n\
+             USER 1000:1000\n\
+             STOPSIGNAL SIGTERM\n\
+             EXPOSE 80 53/udp 9000-9002/TCP\n",
+        );
+        assert_eq!(config["WorkingDir"], "/srv/app/data");
+        assert_eq!(config["User"], "1000:1000");
+        assert_eq!(config["StopSignal"], "SIGTERM");
+        assert_eq!(
+            config["ExposedPorts"],
+            json!({"80/tcp": {}, "53/udp": {}, "9000/tcp": {}, "9001/tcp": {}, "9002/tcp": {}})
+        );
+    }
+
+    #[test]
+    fn entrypoint_resets_an_inherited_cmd_but_not_one_set_in_the_stage() {
+        let base = json!({"Cmd": ["base"], "Env": ["HOME=/root"]});
+        let Value::Object(base) = base else {
+            unreachable!()
+        };
+        let (inherited, _) =
+            applied("FROM x.io/base\nENTRYPOINT [\"/app\"]\n", base.clone(), &[]).expect("applies");
+        assert_eq!(inherited.get("Cmd"), None);
+        assert_eq!(
+            inherited["Env"],
+            json!(["HOME=/root"]),
+            "the base's env is kept"
+        );
+        let (set, _) = applied(
+            "FROM x.io/base\nCMD run --fast\nENTRYPOINT /app/start $HOME\n",
+            base,
+            &[],
+        )
+        .expect("applies");
+        assert_eq!(set["Cmd"], json!(["/bin/sh", "-c", "run --fast"]));
+        assert_eq!(
+            set["Entrypoint"],
+            json!(["/bin/sh", "-c", "/app/start $HOME"]),
+            "a shell form is left to the shell"
+        );
+    }
+
+    #[test]
+    fn copies_are_placed_relative_to_the_workdir() {
+        let (_, records) = applied(
+            "FROM scratch\nARG DIR=conf\nWORKDIR /app\nCOPY $DIR/a.json b ./\nCOPY x /abs\nADD y .\n",
+            scratch(),
+            &[],
+        )
+        .expect("applies");
+        let copies: Vec<&Files> = records
+            .iter()
+            .filter_map(|record| record.files.as_ref())
+            .collect();
+        assert_eq!(
+            copies,
+            [
+                &Files {
+                    line: 4,
+                    add: false,
+                    sources: vec!["conf/a.json".to_owned(), "b".to_owned()],
+                    destination: "/app/".to_owned()
+                },
+                &Files {
+                    line: 5,
+                    add: false,
+                    sources: vec!["x".to_owned()],
+                    destination: "/abs".to_owned()
+                },
+                &Files {
+                    line: 6,
+                    add: true,
+                    sources: vec!["y".to_owned()],
+                    destination: "/app/".to_owned()
+                },
+            ]
+        );
+        assert_eq!(
+            records.len(),
+            4,
+            "WORKDIR and three copies; ARG leaves no history"
+        );
+    }
+
+    #[test]
+    fn malformed_arguments_name_the_line() {
+        let cases = [
+            (
+                "FROM scratch\nCOPY a b /not-a-folder\n",
+                2,
+                "destination must be a folder",
+            ),
+            ("FROM scratch\n\nEXPOSE 80/http\n", 3, "is not a port"),
+            ("FROM scratch\nENV A=1 B\n", 2, "`B` is not `NAME=value`"),
+            (
+                "FROM scratch\nLABEL a=\"open\n",
+                2,
+                "double quote is not closed",
+            ),
+        ];
+        for (text, line, message) in cases {
+            let error = applied(text, scratch(), &[]).expect_err(text);
+            let text_of = error.to_string();
+            assert!(
+                text_of.starts_with(&format!("`src/app/Dockerfile` line {line}: "))
+                    && text_of.contains(message),
+                "{text}: {text_of}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_are_made_absolute_and_clean() {
+        let cases = [
+            ("a", "/", "/a"),
+            ("a/../b", "/w", "/w/b"),
+            ("../../..", "/w", "/"),
+            ("/x/./y/", "/w", "/x/y"),
+            (".", "/w", "/w"),
+        ];
+        for (path, base, expected) in cases {
+            assert_eq!(absolute(path, base), expected, "{path} {base}");
+        }
+    }
+}

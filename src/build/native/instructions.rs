@@ -419,3 +419,168 @@ pub(super) fn syntax(file: &Path, line: usize, message: String) -> BuildError {
         message,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::native::tests::request;
+
+    fn recipe(text: &str) -> Result<Recipe, BuildError> {
+        read(text, &request(Path::new("/context"), "linux/amd64"))
+    }
+
+    fn actions(recipe: &Recipe) -> Vec<&Action> {
+        recipe.steps.iter().map(|step| &step.action).collect()
+    }
+
+    #[test]
+    fn the_last_stage_is_built_with_the_stages_it_descends_from() {
+        let text = "ARG BASE=127.0.0.1:5000/base\n\
+            FROM scratch AS tools\n\
+            RUN make\n\
+            FROM $BASE AS one\n\
+            ENV A=1\n\
+            FROM one AS two\n\
+            COPY a /a\n\
+            FROM two\n\
+            CMD [\"x\"]\n";
+        let recipe = recipe(text).expect("reads");
+        assert_eq!(
+            (recipe.base.as_str(), recipe.base_line),
+            ("127.0.0.1:5000/base", 4)
+        );
+        assert_eq!(
+            actions(&recipe),
+            [
+                &Action::Env("A=1".to_owned()),
+                &Action::Stage,
+                &Action::Copy(Copy {
+                    add: false,
+                    sources: vec!["a".to_owned()],
+                    destination: "/a".to_owned()
+                }),
+                &Action::Stage,
+                &Action::Cmd(Command::Exec(vec!["x".to_owned()])),
+            ]
+        );
+        let lines: Vec<usize> = recipe.steps.iter().map(|step| step.line).collect();
+        assert_eq!(lines, [5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn refusals_name_the_line_and_what_is_refused() {
+        let cases = [
+            ("FROM scratch\nRUN echo hi\n", 2, "RUN"),
+            (
+                "FROM scratch\nCOPY --from=build /a /a\n",
+                2,
+                "COPY --from=build",
+            ),
+            (
+                "FROM scratch\nCOPY --chmod=755 a /a\n",
+                2,
+                "COPY --chmod=755",
+            ),
+            (
+                "FROM scratch\nCOPY --chown=1000:1000 a /a\n",
+                2,
+                "COPY --chown=1000:1000",
+            ),
+            (
+                "FROM scratch\n\nADD https://example.com/x.tgz /x\n",
+                3,
+                "ADD of a URL",
+            ),
+            (
+                "FROM scratch\nADD git@github.com:a/b.git /b\n",
+                2,
+                "ADD of a URL",
+            ),
+            (
+                "FROM scratch\nCOPY <<EOF /a\nhello\nEOF\n",
+                2,
+                "COPY of a here-document",
+            ),
+            ("FROM scratch\nSHELL [\"/bin/bash\", \"-c\"]\n", 2, "SHELL"),
+            ("FROM scratch\nVOLUME /data\n", 2, "VOLUME"),
+            ("FROM scratch\nONBUILD COPY a /a\n", 2, "ONBUILD"),
+            (
+                "FROM --platform=linux/arm64 scratch\n",
+                1,
+                "FROM --platform=linux/arm64",
+            ),
+            ("FROM scratch AS a\nRUN x\nFROM a\nCOPY a /a\n", 2, "RUN"),
+        ];
+        for (text, line, instruction) in cases {
+            match recipe(text) {
+                Err(BuildError::Unsupported {
+                    line: found,
+                    instruction: what,
+                    file,
+                    ..
+                }) => {
+                    assert_eq!((found, what.as_str()), (line, instruction), "{text}");
+                    assert_eq!(file, Path::new("src/app/Dockerfile"));
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn harmless_flags_are_accepted() {
+        let text = "FROM --platform=$TARGETPLATFORM scratch\n\
+            COPY --chown=0:0 --link a /a\n\
+            ADD --chown=0 b /b\n";
+        let recipe = recipe(text).expect("reads");
+        assert_eq!(recipe.steps.len(), 2);
+    }
+
+    #[test]
+    fn history_text_joins_continuation_lines() {
+        let recipe =
+            recipe("FROM scratch\nENV A=1 \\\n    B=2\nCMD echo a \\\n  b\n").expect("reads");
+        let texts: Vec<&str> = recipe.steps.iter().map(|step| step.text.as_str()).collect();
+        assert_eq!(texts, ["ENV A=1     B=2", "CMD echo a   b"]);
+        assert_eq!(
+            recipe.steps[1].action,
+            Action::Cmd(Command::Shell("echo a   b".to_owned()))
+        );
+        let backtick = read(
+            "# escape=`\nFROM scratch\nCMD echo a `\n  b\n",
+            &request(Path::new("/context"), "linux/amd64"),
+        )
+        .expect("reads");
+        assert_eq!(backtick.escape, '`');
+        assert_eq!(
+            backtick.steps[0].action,
+            Action::Cmd(Command::Shell("echo a   b".to_owned()))
+        );
+    }
+
+    #[test]
+    fn global_args_take_build_args_and_the_platform() {
+        let mut request = request(Path::new("/context"), "linux/arm/v7");
+        request
+            .build_args
+            .insert("TAG".to_owned(), "2.0".to_owned());
+        // As with `ENV`, a value sees the variables from before its instruction.
+        let text = "ARG TAG=1.0 SAME=[$TAG]\nARG SUFFIX=-$TAG\nARG UNSET\nFROM scratch\n";
+        let recipe = read(text, &request).expect("reads");
+        let value = |name: &str| recipe.global_args.get(name).map(String::as_str);
+        assert_eq!(value("TAG"), Some("2.0"));
+        assert_eq!(value("SUFFIX"), Some("-2.0"));
+        assert_eq!(value("SAME"), Some("[]"));
+        assert_eq!(value("UNSET"), None);
+        assert_eq!(value("TARGETPLATFORM"), Some("linux/arm/v7"));
+        assert_eq!(value("TARGETARCH"), Some("arm"));
+        assert_eq!(value("TARGETVARIANT"), Some("v7"));
+    }
+
+    #[test]
+    fn a_syntax_error_is_the_dockerfiles() {
+        let error = recipe("FROM scratch\nCOPY\n").expect_err("COPY needs arguments");
+        assert!(matches!(error, BuildError::Dockerfile(_)), "{error}");
+        assert!(error.is_invalid_input());
+    }
+}

@@ -19,6 +19,7 @@ mod config;
 mod image;
 mod instructions;
 mod layer;
+mod sources;
 mod words;
 
 use std::path::PathBuf;
@@ -30,7 +31,8 @@ use self::base::BaseImage;
 use self::config::Record;
 use self::image::Image;
 use self::instructions::{Action, unsupported};
-use self::layer::{Layer, LayerError};
+use self::layer::Layer;
+use self::sources::LayerError;
 use super::{BuildError, BuildRequest, Built, PushTarget};
 use crate::model::reference::Digest;
 use crate::store::copy::Copier;
@@ -59,7 +61,7 @@ impl NativeBuilder {
             .iter()
             .find(|step| matches!(step.action, Action::Copy(_)));
         if let Some(step) = first_copy {
-            if let Some(ignore) = layer::ignore_file(&request.context, &request.dockerfile) {
+            if let Some(ignore) = sources::ignore_file(&request.context, &request.dockerfile) {
                 let what = format!("COPY with the ignore file `{}`", ignore.display());
                 return Err(unsupported(request, step.line, what));
             }
