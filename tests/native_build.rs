@@ -388,3 +388,82 @@ async fn run_is_refused_naming_the_file_and_line_and_nothing_is_pushed() {
         .expect("lists");
     assert!(tags.is_empty(), "{tags:?}");
 }
+
+/// buildah with private storage in `root`, as the design's notes say it runs here.
+fn buildah(root: &Path, arguments: &[&str]) -> String {
+    let output = run(Command::new(tools::buildah())
+        .arg("--root")
+        .arg(root.join("root"))
+        .arg("--runroot")
+        .arg(root.join("runroot"))
+        .args(["--storage-driver", "vfs"])
+        .args(arguments)
+        .env("BUILDAH_ISOLATION", "chroot"));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn buildah_pulls_an_image_built_on_a_native_base_and_finds_the_files() {
+    let registry = common::Registry::start();
+    let host = registry.host();
+    let folder = context("FROM scratch\nCOPY app /app\nENV BASE=1\n");
+    let base = NativeBuilder
+        .build(
+            &request(folder.path(), "linux/amd64"),
+            &registry_target(&host, "native/base", "1"),
+        )
+        .await
+        .expect("base builds");
+    std::fs::write(
+        folder.path().join("Dockerfile"),
+        format!("FROM {host}/native/base:1\nWORKDIR /app\nCOPY README.md docs/\nCMD [\"./run\"]\n"),
+    )
+    .expect("writes");
+    let built = NativeBuilder
+        .build(
+            &request(folder.path(), "linux/amd64"),
+            &registry_target(&host, "native/app", "1"),
+        )
+        .await
+        .expect("builds on the base");
+    assert_eq!(
+        built.base_image_digest,
+        Some(format!("{host}/native/base@{}", base.digest))
+    );
+
+    // Pulling unpacks every layer and checks it against the config's diff_ids.
+    let storage = tempfile::tempdir().expect("dir");
+    let reference = format!("docker://{host}/native/app@{}", built.digest);
+    buildah(
+        storage.path(),
+        &["pull", "--quiet", "--tls-verify=false", &reference],
+    );
+    let container = buildah(storage.path(), &["from", "--pull-never", &reference[9..]]);
+    let mounted = Path::new(&buildah(storage.path(), &["mount", &container])).to_owned();
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &str| {
+        std::fs::metadata(mounted.join(path))
+            .unwrap_or_else(|error| panic!("{path}: {error}"))
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("app/run"), 0o755);
+    assert_eq!(mode("app/config/settings.json"), 0o644);
+    assert_eq!(
+        std::fs::read_to_string(mounted.join("app/docs/README.md")).expect("copied"),
+        "the app\n"
+    );
+    let inspected: Value = serde_json::from_str(&buildah(storage.path(), &["inspect", &container]))
+        .expect("buildah prints JSON");
+    let config = &inspected["OCIv1"]["config"];
+    assert_eq!(config["WorkingDir"], "/app");
+    assert_eq!(config["Cmd"], json!(["./run"]));
+    assert!(
+        config["Env"]
+            .as_array()
+            .is_some_and(|env| env.contains(&json!("BASE=1"))),
+        "{config}"
+    );
+    buildah(storage.path(), &["rm", &container]);
+}
