@@ -1,6 +1,7 @@
 //! The native builder through the library API against a real registry (distribution 2.8), its images read by the
-//! real skopeo and its layers by GNU tar: every platform of a multi-platform base, repeatable digests,
-//! `FROM scratch`, a staged base mounted within the registry, an OCI layout target, and `RUN` refused.
+//! real skopeo, GNU tar and buildah: every platform of a multi-platform base, repeatable digests, `FROM scratch`,
+//! a staged base within the registry, an OCI layout target, an image buildah pulls (checking each layer against
+//! its diff_id) and unpacks, and `RUN` refused.
 
 mod common;
 
@@ -433,12 +434,13 @@ async fn buildah_pulls_an_image_built_on_a_native_base_and_finds_the_files() {
 
     // Pulling unpacks every layer and checks it against the config's diff_ids.
     let storage = tempfile::tempdir().expect("dir");
-    let reference = format!("docker://{host}/native/app@{}", built.digest);
+    let image = format!("{host}/native/app@{}", built.digest);
+    let pulled = format!("docker://{image}");
     buildah(
         storage.path(),
-        &["pull", "--quiet", "--tls-verify=false", &reference],
+        &["pull", "--quiet", "--tls-verify=false", &pulled],
     );
-    let container = buildah(storage.path(), &["from", "--pull-never", &reference[9..]]);
+    let container = buildah(storage.path(), &["from", "--pull-never", &image]);
     let mounted = Path::new(&buildah(storage.path(), &["mount", &container])).to_owned();
     use std::os::unix::fs::PermissionsExt as _;
     let mode = |path: &str| {
