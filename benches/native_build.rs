@@ -10,7 +10,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,22 +161,7 @@ fn buildah_builds(folder: &Path, contexts: &[PathBuf], host: &str) -> Duration {
     let buildah = common::tools::buildah();
     let storage = tempfile::tempdir_in(folder).expect("buildah storage");
     let run = |arguments: &[&str]| {
-        let output = Command::new(&buildah)
-            .arg("--root")
-            .arg(storage.path().join("root"))
-            .arg("--runroot")
-            .arg(storage.path().join("run"))
-            // bookworm's buildah 1.28 ignores `STORAGE_DRIVER`; only the flag selects vfs.
-            .args(["--storage-driver", "vfs"])
-            .args(arguments)
-            .env("BUILDAH_ISOLATION", "chroot")
-            .output()
-            .expect("buildah runs");
-        assert!(
-            output.status.success(),
-            "buildah {arguments:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        common::commands::run(common::tools::buildah_in(&buildah, storage.path()).args(arguments));
     };
     let timestamp = TIMESTAMP.to_string();
     let started = Instant::now();

@@ -112,6 +112,22 @@ fn registry_target(host: &str, repository: &str, tag: &str) -> PushTarget {
     }
 }
 
+/// Builds `context`'s Dockerfile for `platform` into `repository:tag` of the registry at `host`.
+async fn build_into(
+    context: &Path,
+    platform: &str,
+    host: &str,
+    repository: &str,
+    tag: &str,
+) -> Result<Built, BuildError> {
+    NativeBuilder
+        .build(
+            &request(context, platform),
+            &registry_target(host, repository, tag),
+        )
+        .await
+}
+
 fn platform_text(architecture: &str, variant: Option<&str>) -> String {
     match variant {
         Some(variant) => format!("linux/{architecture}/{variant}"),
@@ -236,13 +252,15 @@ async fn from_scratch_gives_layers_tar_reads_as_root_owned_at_the_timestamp() {
     let registry = common::Registry::start();
     let host = registry.host();
     let folder = context("FROM scratch\nCOPY app /app\nCMD [\"/app/run\"]\n");
-    let built = NativeBuilder
-        .build(
-            &request(folder.path(), "linux/amd64"),
-            &registry_target(&host, "native/scratch", "leg-1"),
-        )
-        .await
-        .expect("builds");
+    let built = build_into(
+        folder.path(),
+        "linux/amd64",
+        &host,
+        "native/scratch",
+        "leg-1",
+    )
+    .await
+    .expect("builds");
     assert_eq!(built.base_image_digest, None);
     let inspected = skopeo_inspect(
         &format!("docker://{host}/native/scratch@{}", built.digest),
@@ -364,13 +382,15 @@ async fn run_is_refused_naming_the_file_and_line_and_nothing_is_pushed() {
     let registry = common::Registry::start();
     let host = registry.host();
     let folder = context("FROM scratch\nCOPY app /app\n\nRUN /app/run\n");
-    let error = NativeBuilder
-        .build(
-            &request(folder.path(), "linux/amd64"),
-            &registry_target(&host, "native/refused", "leg-1"),
-        )
-        .await
-        .expect_err("RUN cannot be built natively");
+    let error = build_into(
+        folder.path(),
+        "linux/amd64",
+        &host,
+        "native/refused",
+        "leg-1",
+    )
+    .await
+    .expect_err("RUN cannot be built natively");
     assert!(
         matches!(error, BuildError::Unsupported { line: 4, .. }),
         "{error:?}"
@@ -392,14 +412,7 @@ async fn run_is_refused_naming_the_file_and_line_and_nothing_is_pushed() {
 
 /// buildah with private storage in `root`, as the design's notes say it runs here.
 fn buildah(root: &Path, arguments: &[&str]) -> String {
-    let output = run(Command::new(tools::buildah())
-        .arg("--root")
-        .arg(root.join("root"))
-        .arg("--runroot")
-        .arg(root.join("runroot"))
-        .args(["--storage-driver", "vfs"])
-        .args(arguments)
-        .env("BUILDAH_ISOLATION", "chroot"));
+    let output = run(tools::buildah_in(&tools::buildah(), root).args(arguments));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
@@ -408,11 +421,7 @@ async fn buildah_pulls_an_image_built_on_a_native_base_and_finds_the_files() {
     let registry = common::Registry::start();
     let host = registry.host();
     let folder = context("FROM scratch\nCOPY app /app\nENV BASE=1\n");
-    let base = NativeBuilder
-        .build(
-            &request(folder.path(), "linux/amd64"),
-            &registry_target(&host, "native/base", "1"),
-        )
+    let base = build_into(folder.path(), "linux/amd64", &host, "native/base", "1")
         .await
         .expect("base builds");
     std::fs::write(
@@ -420,11 +429,7 @@ async fn buildah_pulls_an_image_built_on_a_native_base_and_finds_the_files() {
         format!("FROM {host}/native/base:1\nWORKDIR /app\nCOPY README.md docs/\nCMD [\"./run\"]\n"),
     )
     .expect("writes");
-    let built = NativeBuilder
-        .build(
-            &request(folder.path(), "linux/amd64"),
-            &registry_target(&host, "native/app", "1"),
-        )
+    let built = build_into(folder.path(), "linux/amd64", &host, "native/app", "1")
         .await
         .expect("builds on the base");
     assert_eq!(

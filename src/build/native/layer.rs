@@ -138,16 +138,7 @@ mod tests {
     use std::io::Read as _;
 
     use super::*;
-    use crate::build::native::tests::{TIMESTAMP, context};
-
-    fn files(sources: &[&str], destination: &str) -> Files {
-        Files {
-            line: 2,
-            add: false,
-            sources: sources.iter().map(|source| (*source).to_owned()).collect(),
-            destination: destination.to_owned(),
-        }
-    }
+    use crate::build::native::tests::{TIMESTAMP, context, files};
 
     /// One entry of an archive as a reader sees it.
     #[derive(Debug)]

@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
-use super::config::Files;
+use super::config::{Files, absolute};
 
 /// Why a layer cannot be built.
 #[derive(Debug)]
@@ -135,17 +135,9 @@ pub(super) fn entries(context: &Path, files: &Files) -> Result<BTreeMap<String, 
 /// The context-relative paths `source` names: itself, or with `*` and `?` the existing paths that match, sorted.
 fn expand(root: &Path, source: &str) -> Result<Vec<PathBuf>, LayerError> {
     let mut candidates = vec![PathBuf::new()];
-    let mut parts: Vec<&str> = Vec::new();
-    for part in source.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    for part in parts {
+    // Cleaned as if the context were `/`, so that `..` cannot leave it.
+    let cleaned = absolute(source, "/");
+    for part in cleaned.split('/').filter(|part| !part.is_empty()) {
         if !part.contains(['*', '?']) {
             candidates.iter_mut().for_each(|path| path.push(part));
             continue;
@@ -300,16 +292,7 @@ pub(super) fn io_error(path: &Path, source: io::Error) -> LayerError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::native::tests::context;
-
-    fn files(sources: &[&str], destination: &str) -> Files {
-        Files {
-            line: 2,
-            add: false,
-            sources: sources.iter().map(|source| (*source).to_owned()).collect(),
-            destination: destination.to_owned(),
-        }
-    }
+    use crate::build::native::tests::{context, files};
 
     fn paths(context: &Path, files: &Files) -> Result<Vec<String>, LayerError> {
         Ok(entries(context, files)?.into_keys().collect())
