@@ -80,9 +80,14 @@ fn write(entries: &BTreeMap<String, Kind>, timestamp: u64) -> Result<Layer, Laye
                     FILE_MODE
                 });
                 header.set_size(size);
-                // A file that grows while it is read is cut at the size the header announced.
+                // The header announced `size`: a file that grows while it is read is cut there, and one that
+                // shrinks is an error rather than a short entry that would corrupt the archive.
+                let exact = Exact {
+                    inner: file.take(size),
+                    remaining: size,
+                };
                 archive
-                    .append_data(&mut header, path, file.take(size))
+                    .append_data(&mut header, path, exact)
                     .map_err(|error| io_error(source, error))?;
                 continue;
             }
@@ -97,6 +102,26 @@ fn write(entries: &BTreeMap<String, Kind>, timestamp: u64) -> Result<Layer, Laye
         digest,
         diff_id,
     })
+}
+
+/// A reader of exactly `remaining` more bytes: ending sooner is an error.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: io::Read> io::Read for Exact<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if read == 0 && self.remaining > 0 && !buffer.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file became shorter while it was read",
+            ));
+        }
+        self.remaining = self.remaining.saturating_sub(read as u64);
+        Ok(read)
+    }
 }
 
 /// A writer that hashes what passes through it.
@@ -253,5 +278,22 @@ mod tests {
         assert_eq!(&first.blob[3..10], &[0, 0, 0, 0, 0, 0, 255][..]);
         let later = build(folder.path(), &files(&["a"], "/a"), TIMESTAMP + 1).expect("builds");
         assert_ne!(later.digest, first.digest);
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_header_said_is_an_error() {
+        let mut short = Exact {
+            inner: &b"ab"[..],
+            remaining: 3,
+        };
+        let error = short.read_to_end(&mut Vec::new()).expect_err("too short");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        let mut exact = Exact {
+            inner: &b"abc"[..],
+            remaining: 3,
+        };
+        let mut read = Vec::new();
+        exact.read_to_end(&mut read).expect("exact");
+        assert_eq!(read, b"abc");
     }
 }

@@ -8,11 +8,13 @@
 //! `.dockerignore` (its rules are not applied here). Equal requests give byte-equal layers, configuration and
 //! manifest, so the same digest.
 //!
-//! - `instructions`: the Dockerfile read into a recipe, refusals included.
+//! - `instructions`: the Dockerfile read into a recipe, refusals included; `words`: quoting and `$VARIABLES`.
 //! - `base`: the base image found and read.
 //! - `config`: the recipe applied to the runtime configuration.
-//! - `layer`: the files of each `COPY`/`ADD` as a gzip tar.
+//! - `sources`: what each `COPY`/`ADD` takes from the context; `layer`: those files as a gzip tar.
 //! - `image`: the configuration and manifest.
+//!
+//! Each layer is built whole in memory (compressed), so a `COPY` of gigabytes needs that much memory.
 
 mod base;
 mod config;
