@@ -1,7 +1,8 @@
 //! The native builder through the library API against a real registry (distribution 2.8), its images read by the
 //! real skopeo, GNU tar and buildah: every platform of a multi-platform base, repeatable digests, `FROM scratch`,
 //! a staged base within the registry, an OCI layout target, an image buildah pulls (checking each layer against
-//! its diff_id) and unpacks, and `RUN` refused.
+//! its diff_id) and unpacks, the same files and runtime config as buildah makes of one Dockerfile, and `RUN`
+//! refused.
 
 mod common;
 
@@ -473,4 +474,108 @@ async fn buildah_pulls_an_image_built_on_a_native_base_and_finds_the_files() {
         "{config}"
     );
     buildah(storage.path(), &["rm", &container]);
+}
+
+/// Every path below `root` with what it is: `dir`, `link -> target`, or `file` with its execute bit and contents.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).expect("lists") {
+            let path = entry.expect("entry").path();
+            let metadata = std::fs::symlink_metadata(&path).expect("metadata");
+            let what = if metadata.is_symlink() {
+                format!(
+                    "link -> {}",
+                    std::fs::read_link(&path).expect("link").display()
+                )
+            } else if metadata.is_dir() {
+                pending.push(path.clone());
+                "dir".to_owned()
+            } else {
+                let executable = metadata.permissions().mode() & 0o111 != 0;
+                let contents = std::fs::read_to_string(&path).expect("reads");
+                format!("file executable={executable} {contents:?}")
+            };
+            let relative = path.strip_prefix(root).expect("below the root");
+            found.insert(relative.display().to_string(), what);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_files_and_runtime_config_are_what_buildah_makes_of_the_same_dockerfile() {
+    let registry = common::Registry::start();
+    let host = registry.host();
+    let folder = context(
+        "FROM scratch\n\
+         WORKDIR /srv\n\
+         COPY app/ app/\n\
+         COPY README.md .\n\
+         COPY *.txt docs/\n\
+         COPY app/config/settings.json /etc/app.json\n\
+         COPY app /flat\n\
+         ADD notes.txt /notes/\n\
+         COPY app/run app/config /mixed/\n\
+         ARG V=1\n\
+         ENV A=$V B=\"x y\"\n\
+         LABEL l=$V\n\
+         EXPOSE 80 53/udp\n\
+         USER 1000\n\
+         STOPSIGNAL SIGINT\n\
+         ENTRYPOINT [\"/e\"]\n\
+         CMD run it\n",
+    );
+    for (name, contents) in [("notes.txt", "notes\n"), ("more.txt", "more\n")] {
+        std::fs::write(folder.path().join(name), contents).expect("writes");
+    }
+    std::os::unix::fs::symlink("run", folder.path().join("app/start")).expect("links");
+    let built = build_into(folder.path(), "linux/amd64", &host, "native/same", "1")
+        .await
+        .expect("builds");
+
+    let storage = tempfile::tempdir().expect("dir");
+    let context_text = folder.path().to_string_lossy();
+    buildah(
+        storage.path(),
+        &[
+            "build",
+            "--quiet",
+            "--timestamp",
+            "0",
+            "--tag",
+            "localhost/peer:1",
+            &context_text,
+        ],
+    );
+    let image = format!("{host}/native/same@{}", built.digest);
+    let pulled = format!("docker://{image}");
+    buildah(
+        storage.path(),
+        &["pull", "--quiet", "--tls-verify=false", &pulled],
+    );
+    let (mut trees, mut configs) = (Vec::new(), Vec::new());
+    for image in ["localhost/peer:1", image.as_str()] {
+        let container = buildah(storage.path(), &["from", "--pull-never", image]);
+        let mounted = buildah(storage.path(), &["mount", &container]);
+        trees.push(tree(Path::new(&mounted)));
+        buildah(storage.path(), &["rm", &container]);
+        let inspected = buildah(storage.path(), &["inspect", "--type", "image", image]);
+        let mut inspected: Value = serde_json::from_str(&inspected).expect("JSON");
+        let config = inspected["OCIv1"]["config"].take();
+        configs.push(config);
+    }
+    assert_eq!(trees[1], trees[0], "native (left) against buildah (right)");
+    assert!(trees[0].contains_key("srv/docs/more.txt"), "{:?}", trees[0]);
+    // buildah labels its images with its version; our request adds the source label.
+    configs[0]["Labels"]["org.opencontainers.image.source"] = json!("https://example.com/app");
+    if let Some(labels) = configs[0]["Labels"].as_object_mut() {
+        labels.remove("io.buildah.version");
+    }
+    assert_eq!(
+        configs[1], configs[0],
+        "native (left) against buildah (right)"
+    );
 }
