@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -176,15 +175,8 @@ fn buildah_sample(folder: &Path, host: &str, images: &[Vec<TestImage>]) -> Optio
     let buildah = common::commands::find_on_path("buildah")?;
     let storage = folder.join("buildah");
     let run = |arguments: &[&str]| {
-        let output = Command::new(&buildah)
-            .arg("--root")
-            .arg(storage.join("root"))
-            .arg("--runroot")
-            .arg(storage.join("run"))
-            // bookworm's buildah 1.28 ignores `STORAGE_DRIVER`; only the flag selects vfs.
-            .args(["--storage-driver", "vfs"])
+        let output = common::tools::buildah_in(&buildah, &storage)
             .args(arguments)
-            .env("BUILDAH_ISOLATION", "chroot")
             .output()
             .expect("buildah runs");
         assert!(

@@ -137,7 +137,8 @@ fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
     result
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 

@@ -10,6 +10,7 @@
 pub mod context;
 pub mod dependencies;
 pub mod dockerfile;
+pub mod native;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -88,6 +89,15 @@ pub enum BuildError {
         /// What can build it instead.
         hint: String,
     },
+    /// The base image cannot be built on: its name is not a reference, it has no image for the platform, or it
+    /// is an image for another platform.
+    #[error("`{file}` line {line}: the base image `{image}` {problem}", file = .file.display())]
+    BaseImage {
+        file: PathBuf,
+        line: usize,
+        image: String,
+        problem: String,
+    },
     #[error("`{tool}` is not installed")]
     ToolMissing { tool: String, hint: String },
     /// An external builder failed; `output` is the end of what it printed.
@@ -120,6 +130,9 @@ impl BuildError {
 
     /// Whether the input is at fault (exit code 2) rather than the environment (1).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Self::Dockerfile(_) | Self::Unsupported { .. })
+        matches!(
+            self,
+            Self::Dockerfile(_) | Self::Unsupported { .. } | Self::BaseImage { .. }
+        )
     }
 }

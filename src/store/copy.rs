@@ -152,8 +152,9 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         Ok(stats)
     }
 
-    /// Copies a blob of `size` bytes (as its descriptor says).
-    async fn copy_blob(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
+    /// Copies a blob of `size` bytes (as its descriptor says), unless the target has it: mounted within one
+    /// store, streamed between two.
+    pub async fn copy_blob(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
         if self.target.blob_size(self.to, digest).await?.is_some() {
             return Ok(CopyStats::skipped(size));
         }

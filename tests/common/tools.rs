@@ -4,6 +4,7 @@
 //! are the system's. All are installed by `scripts/install-test-deps.sh`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use super::commands::{require, require_executable};
 
@@ -39,6 +40,21 @@ pub fn skopeo() -> PathBuf {
 /// `BUILDAH_ISOLATION=chroot`.
 pub fn buildah() -> PathBuf {
     require("buildah")
+}
+
+/// `program` (a buildah) with private storage below `storage` and chroot isolation: the way it runs on this kind
+/// of machine.
+pub fn buildah_in(program: &Path, storage: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .arg("--root")
+        .arg(storage.join("root"))
+        .arg("--runroot")
+        .arg(storage.join("run"))
+        // bookworm's buildah 1.28 ignores `STORAGE_DRIVER`; only the flag selects vfs.
+        .args(["--storage-driver", "vfs"])
+        .env("BUILDAH_ISOLATION", "chroot");
+    command
 }
 
 fn wrapper(name: &str) -> PathBuf {
