@@ -8,6 +8,7 @@
 //! - `buildx`: `docker buildx build`, pushed by digest, attestations kept.
 
 pub mod dockerfile;
+pub mod tool;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
