@@ -7,6 +7,7 @@
 //! - `buildah`: `buildah build`, pushed to a run-unique tag with `--digestfile`.
 //! - `buildx`: `docker buildx build`, pushed by digest, attestations kept.
 
+pub mod buildah;
 pub mod dockerfile;
 pub mod tool;
 

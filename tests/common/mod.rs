@@ -7,6 +7,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod binary;
+pub mod builds;
+pub mod busybox;
 pub mod commands;
 pub mod credentials;
 pub mod fake_github;
