@@ -8,6 +8,7 @@
 //! - `buildx`: `docker buildx build`, pushed by digest, attestations kept.
 
 pub mod buildah;
+pub mod buildx;
 pub mod dockerfile;
 pub mod tool;
 
@@ -88,6 +89,13 @@ pub enum BuildError {
         /// What can build it instead.
         hint: String,
     },
+    /// The builder cannot push to this kind of store (buildx to an OCI layout).
+    #[error("the {builder} builder cannot push to `{location}`")]
+    UnsupportedTarget {
+        builder: &'static str,
+        location: String,
+        hint: String,
+    },
     #[error("`{tool}` is not installed")]
     ToolMissing { tool: String, hint: String },
     /// An external builder failed; `output` is the end of what it printed.
@@ -113,13 +121,18 @@ impl BuildError {
     /// What to do about it, where that helps.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Unsupported { hint, .. } | Self::ToolMissing { hint, .. } => Some(hint.clone()),
+            Self::Unsupported { hint, .. }
+            | Self::UnsupportedTarget { hint, .. }
+            | Self::ToolMissing { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }
 
     /// Whether the input is at fault (exit code 2) rather than the environment (1).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, Self::Dockerfile(_) | Self::Unsupported { .. })
+        matches!(
+            self,
+            Self::Dockerfile(_) | Self::Unsupported { .. } | Self::UnsupportedTarget { .. }
+        )
     }
 }

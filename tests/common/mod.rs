@@ -11,6 +11,7 @@ pub mod builds;
 pub mod busybox;
 pub mod commands;
 pub mod credentials;
+pub mod docker_engine;
 pub mod fake_github;
 pub mod files;
 pub mod hostile;
