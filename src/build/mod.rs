@@ -9,6 +9,7 @@
 
 pub mod buildah;
 pub mod buildx;
+pub mod detect;
 pub mod dockerfile;
 pub mod tool;
 
