@@ -5,7 +5,10 @@
 //!
 //! - `native`: daemonless, for Dockerfiles without `RUN`; every architecture on any machine.
 //! - `buildah`: `buildah build`, pushed to a run-unique tag with `--digestfile`.
-//! - `buildx`: `docker buildx build`, pushed by digest, attestations kept.
+//! - `buildx`: `docker buildx build`, pushed by digest, attestations kept (to the run-unique tag with buildx's
+//!   `docker` driver, which cannot push by digest).
+//!
+//! [`detect`] says which of them `--builder auto` means on this machine; [`tool`] runs the external ones.
 
 pub mod buildah;
 pub mod buildx;
