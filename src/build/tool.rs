@@ -9,7 +9,6 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader};
 use tokio::process::{Child, Command};
@@ -21,9 +20,6 @@ pub const TAIL_LINES: usize = 40;
 
 /// What to do when a tool is missing.
 pub const INSTALL_HINT: &str = "install it with the system's package manager, or run `scripts/install-test-deps.sh` (as root, on Debian)";
-
-/// A program that was just written (a test's fake tool) may be busy for a moment while another thread forks.
-const SPAWN_ATTEMPTS: usize = 20;
 
 /// How a tool's lines reach the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,43 +154,28 @@ impl ToolCommand {
     }
 
     async fn spawn(&self) -> Result<Child, BuildError> {
-        let mut attempt = 1;
-        loop {
-            let mut command = Command::new(&self.program);
-            command
+        let spawned = crate::process::spawn(
+            Command::new(&self.program)
                 .args(&self.arguments)
                 .envs(self.environment.iter().map(|(name, value)| (name, value)))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            match command.spawn() {
-                Ok(child) => return Ok(child),
-                Err(error)
-                    if error.kind() == io::ErrorKind::ExecutableFileBusy
-                        && attempt < SPAWN_ATTEMPTS =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    return Err(BuildError::ToolMissing {
-                        tool: self.tool.clone(),
-                        hint: self.install_hint.clone(),
-                    });
-                }
-                Err(error) => {
-                    return Err(BuildError::ToolMissing {
-                        tool: self.tool.clone(),
-                        hint: format!(
-                            "`{}` could not be started ({error}): {}",
-                            self.program.display(),
-                            self.install_hint
-                        ),
-                    });
-                }
-            }
-        }
+                .kill_on_drop(true),
+        )
+        .await;
+        spawned.map_err(|error| BuildError::ToolMissing {
+            tool: self.tool.clone(),
+            hint: if error.kind() == io::ErrorKind::NotFound {
+                self.install_hint.clone()
+            } else {
+                format!(
+                    "`{}` could not be started ({error}): {}",
+                    self.program.display(),
+                    self.install_hint
+                )
+            },
+        })
     }
 
     fn line(&self, tail: &mut Tail, line: &str) {
