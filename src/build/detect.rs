@@ -149,26 +149,15 @@ fn run_within<const N: usize>(
     arguments: [&str; N],
     timeout: Duration,
 ) -> Result<(), String> {
-    let started = Instant::now();
-    let mut child = loop {
-        let spawned = Command::new(program)
+    let mut child = crate::process::spawn_blocking(
+        Command::new(program)
             .args(arguments.map(OsStr::new))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        match spawned {
-            Ok(child) => break child,
-            // A program just written (by a test) is busy while another thread forks with it open.
-            Err(error)
-                if error.kind() == std::io::ErrorKind::ExecutableFileBusy
-                    && started.elapsed() < timeout =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(error) => return Err(format!("could not be started ({error})")),
-        }
-    };
+            .stderr(Stdio::null()),
+    )
+    .map_err(|error| format!("could not be started ({error})"))?;
+    let started = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
@@ -223,56 +212,38 @@ mod tests {
     #[test]
     fn an_explicit_choice_is_taken_as_it_is() {
         let (_folder, probe) = machine("exit 1", false);
-        assert_eq!(
-            resolve_with(BuilderChoice::Buildx, &probe),
-            ResolvedBuilder::Buildx
-        );
-        assert_eq!(
-            resolve_with(BuilderChoice::Buildah, &probe),
-            ResolvedBuilder::Buildah
-        );
-        assert_eq!(
-            resolve_with(BuilderChoice::Native, &probe),
-            ResolvedBuilder::Native
-        );
+        let cases = [
+            (BuilderChoice::Buildx, ResolvedBuilder::Buildx),
+            (BuilderChoice::Buildah, ResolvedBuilder::Buildah),
+            (BuilderChoice::Native, ResolvedBuilder::Native),
+        ];
+        for (choice, resolved) in cases {
+            assert_eq!(resolve_with(choice, &probe), resolved, "{choice}");
+        }
     }
 
     #[test]
-    fn auto_takes_buildx_where_the_engine_answers() {
-        let (_folder, probe) = machine("exit 0", true);
-        assert_eq!(
-            resolve_with(BuilderChoice::Auto, &probe),
-            ResolvedBuilder::Buildx
-        );
-    }
-
-    #[test]
-    fn auto_takes_buildah_without_an_engine_or_without_buildx() {
-        let (_folder, probe) = machine("exit 1", true);
-        assert_eq!(
-            resolve_with(BuilderChoice::Auto, &probe),
-            ResolvedBuilder::Buildah
-        );
-        let (_folder, probe) = machine("[ \"$1\" = info ]", true);
-        assert_eq!(
-            resolve_with(BuilderChoice::Auto, &probe),
-            ResolvedBuilder::Buildah
-        );
-    }
-
-    #[test]
-    fn an_engine_that_hangs_counts_as_absent() {
-        let (_folder, probe) = machine("exec sleep 30", false);
-        let started = Instant::now();
-        assert_eq!(
-            resolve_with(BuilderChoice::Auto, &probe),
-            ResolvedBuilder::Native
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
+    fn auto_takes_buildx_then_buildah_then_native() {
+        // What the fake `docker` does, whether buildah is installed, what `auto` means.
+        let cases = [
+            ("exit 0", true, ResolvedBuilder::Buildx),
+            ("exit 1", true, ResolvedBuilder::Buildah),
+            // An engine that answers, without the buildx plugin.
+            ("[ \"$1\" = info ]", true, ResolvedBuilder::Buildah),
+            ("exit 1", false, ResolvedBuilder::Native),
+            // An engine that hangs counts as absent.
+            ("exec sleep 30", false, ResolvedBuilder::Native),
+        ];
+        for (script, buildah, resolved) in cases {
+            let (_folder, probe) = machine(script, buildah);
+            let started = Instant::now();
+            assert_eq!(
+                resolve_with(BuilderChoice::Auto, &probe),
+                resolved,
+                "{script}, buildah installed: {buildah}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(10), "{script}");
+        }
     }
 
     #[test]
