@@ -169,6 +169,18 @@ deb_of() {
 # "package version" of a .deb: the line a stamp records.
 deb_line() { dpkg-deb -f "$1" Package Version | cut -d' ' -f2 | xargs; }
 
+# Extracts the downloaded .debs of suite $2 named after it into folder $1, and appends their lines to the
+# folder's pending stamp, .packages.pending.
+extract_debs() {
+    local folder=$1 suite=$2 package deb
+    shift 2
+    for package in "$@"; do
+        deb=$(deb_of "$suite" "$package")
+        dpkg-deb -x "$deb" "$folder"
+        deb_line "$deb" >>"$folder/.packages.pending"
+    done
+}
+
 trixie_tools_present() {
     [[ -f $stamp && $(cut -d' ' -f1 "$stamp" | xargs) == "${trixie_packages[*]}" ]] &&
         [[ -x $tools_dir/bin/cosign && -x $tools_dir/bin/skopeo-1.18 && -x $tools_dir/bin/oras ]]
@@ -179,14 +191,10 @@ fetch_trixie_tools() {
     log "fetching ${trixie_packages[*]} from trixie into $tools_dir"
     download_debs trixie "${trixie_packages[@]}"
 
-    local staging=$trixie_root.new package deb
+    local staging=$trixie_root.new
     rm -rf "$staging"
     mkdir -p "$staging"
-    for package in "${trixie_packages[@]}"; do
-        deb=$(deb_of trixie "$package")
-        dpkg-deb -x "$deb" "$staging"
-        deb_line "$deb" >>"$staging/.packages.pending"
-    done
+    extract_debs "$staging" trixie "${trixie_packages[@]}"
     rm -f "$(apt_state_of trixie)/debs/"*.deb
     rm -rf "$trixie_root"
     mv "$staging" "$trixie_root"
@@ -244,17 +252,11 @@ fetch_docker() {
     private_apt trixie
     download_debs trixie docker-buildx
 
-    local staging=$docker_root.new package deb
+    local staging=$docker_root.new
     rm -rf "$staging"
     mkdir -p "$staging"
-    for package in "${docker_packages[@]}"; do
-        deb=$(deb_of bookworm "$package")
-        dpkg-deb -x "$deb" "$staging"
-        deb_line "$deb" >>"$staging/.packages.pending"
-    done
-    deb=$(deb_of trixie docker-buildx)
-    dpkg-deb -x "$deb" "$staging"
-    deb_line "$deb" >>"$staging/.packages.pending"
+    extract_debs "$staging" bookworm "${docker_packages[@]}"
+    extract_debs "$staging" trixie docker-buildx
     rm -f "$(apt_state_of bookworm)/debs/"*.deb "$(apt_state_of trixie)/debs/"*.deb
     rm -rf "$docker_root"
     mv "$staging" "$docker_root"
