@@ -7,17 +7,16 @@ mod common;
 use std::path::PathBuf;
 
 use common::Registry;
-use common::builds::{CREATED, Project, served_config, served_manifest, target};
-use common::busybox::BusyboxImage;
+use common::builds::{
+    BASE_REPOSITORY, CREATED, Project, on_busybox, served_config, served_manifest, target,
+};
 use imagepipe::build::buildah::{BuildahBuilder, BuildahSettings};
 use imagepipe::build::{BuildError, Built};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::layout::LayoutStore;
-use imagepipe::store::registry::RegistryStore;
 use imagepipe::store::{ManifestReference, Store};
 use serde_json::Value;
 
-const BASE_REPOSITORY: &str = "base/busybox";
 const REPOSITORY: &str = "staging/1/acme/app";
 
 fn builder() -> BuildahBuilder {
@@ -27,27 +26,6 @@ fn builder() -> BuildahBuilder {
         docker_config: None,
     })
     .expect("buildah builder")
-}
-
-/// Pushes the busybox base for `architecture` to `registry` and returns the Dockerfile that builds on it.
-async fn dockerfile_on_busybox(registry: &Registry, architecture: &str) -> (String, Digest) {
-    let base = BusyboxImage::new(architecture);
-    let client = common::builds::target(&registry.host(), "x", "x").client;
-    base.push(
-        &RegistryStore::new(client, &registry.host()),
-        BASE_REPOSITORY,
-    )
-    .await;
-    let dockerfile = format!(
-        "FROM {host}/{BASE_REPOSITORY}@{digest}\n\
-         ARG GREETING\n\
-         RUN echo \"$GREETING\" > /hello && cat /hello\n\
-         COPY {copied} /{copied}\n",
-        host = registry.host(),
-        digest = base.digest(),
-        copied = common::builds::COPIED,
-    );
-    (dockerfile, base.digest())
 }
 
 /// Checks what the registry serves under `tag` against what the builder returned.
@@ -109,7 +87,7 @@ async fn builds_amd64_and_arm64_with_run_on_a_base_pulled_by_digest() {
     let builder = builder();
     let mut legs = Vec::new();
     for architecture in ["amd64", "arm64"] {
-        let (dockerfile, base) = dockerfile_on_busybox(&registry, architecture).await;
+        let (dockerfile, base) = on_busybox(&registry, architecture).await;
         legs.push((architecture, Project::new(&dockerfile), base));
     }
 
@@ -145,7 +123,7 @@ async fn builds_amd64_and_arm64_with_run_on_a_base_pulled_by_digest() {
 #[tokio::test]
 async fn equal_inputs_give_equal_digests() {
     let registry = Registry::start();
-    let (dockerfile, _) = dockerfile_on_busybox(&registry, "amd64").await;
+    let (dockerfile, _) = on_busybox(&registry, "amd64").await;
     let project = Project::new(&dockerfile);
     let builder = builder();
     let request = project.request("linux/amd64");
@@ -175,7 +153,7 @@ async fn equal_inputs_give_equal_digests() {
 #[tokio::test]
 async fn pushes_to_an_oci_layout_under_the_tag() {
     let registry = Registry::start();
-    let (dockerfile, _) = dockerfile_on_busybox(&registry, "amd64").await;
+    let (dockerfile, _) = on_busybox(&registry, "amd64").await;
     let project = Project::new(&dockerfile);
     let staging = tempfile::tempdir().expect("temp dir");
     let location = format!("oci:{}", staging.path().display());
@@ -198,7 +176,7 @@ async fn pushes_to_an_oci_layout_under_the_tag() {
 #[tokio::test]
 async fn a_failing_run_reports_the_end_of_the_output() {
     let registry = Registry::start();
-    let (dockerfile, _) = dockerfile_on_busybox(&registry, "amd64").await;
+    let (dockerfile, _) = on_busybox(&registry, "amd64").await;
     let project = Project::new(&format!(
         "{dockerfile}RUN echo the step that fails >&2 && exit 7\n"
     ));

@@ -9,14 +9,12 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use common::Registry;
-use common::builds::{Project, served_config, served_manifest, target};
-use common::busybox::BusyboxImage;
+use common::builds::{Project, on_busybox, served_config, served_manifest, target};
 use common::docker_engine::DockerEngine;
 use imagepipe::build::buildx::{BuildxBuilder, BuildxSettings};
 use imagepipe::build::{BuildError, Built};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::media_type;
-use imagepipe::store::registry::RegistryStore;
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -327,18 +325,9 @@ async fn builds_with_a_real_docker_engine() {
         }
     };
     let registry = Registry::start();
-    let base = BusyboxImage::new("amd64");
+    let (dockerfile, _) = on_busybox(&registry, "amd64").await;
+    let project = Project::new(&dockerfile);
     let push = target(&registry.host(), REPOSITORY, "run-1-amd64");
-    base.push(
-        &RegistryStore::new(push.client.clone(), &registry.host()),
-        "base/busybox",
-    )
-    .await;
-    let project = Project::new(&format!(
-        "FROM {}/base/busybox@{}\nARG GREETING\nRUN echo \"$GREETING\" > /hello\nCOPY file.txt /file.txt\n",
-        registry.host(),
-        base.digest()
-    ));
     let builder = BuildxBuilder::new(BuildxSettings {
         docker: common::tools::docker(),
         docker_host: Some(engine.host()),

@@ -7,13 +7,15 @@ use std::process::Command;
 use std::sync::Arc;
 
 use imagepipe::build::{BuildRequest, PushTarget};
+use imagepipe::model::reference::Digest;
 use imagepipe::store::Location;
-use imagepipe::store::registry::{ClientSettings, RegistryClient};
+use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
 use serde_json::Value;
 use tempfile::TempDir;
 
 use super::commands::run;
-use super::tools;
+use super::registry::Registry;
+use super::{busybox, tools};
 
 /// `SOURCE_DATE_EPOCH` of every test build: 2023-11-14T22:13:20Z.
 pub const TIMESTAMP: u64 = 1_700_000_000;
@@ -92,4 +94,29 @@ fn skopeo_inspect(reference: &str, what: &[&str]) -> Vec<u8> {
         .args(what)
         .arg(format!("docker://{reference}")))
     .stdout
+}
+
+/// The repository the busybox bases are pushed to.
+pub const BASE_REPOSITORY: &str = "base/busybox";
+
+/// Pushes the busybox base for `architecture` to `registry` by digest, and returns a Dockerfile that builds on it
+/// (`RUN` with the build argument `GREETING`, and a `COPY`) and the base's digest.
+pub async fn on_busybox(registry: &Registry, architecture: &str) -> (String, Digest) {
+    let base = busybox::image(architecture);
+    let client = target(&registry.host(), BASE_REPOSITORY, "base").client;
+    base.push(
+        &RegistryStore::new(client, &registry.host()),
+        BASE_REPOSITORY,
+        None,
+    )
+    .await;
+    let dockerfile = format!(
+        "FROM {host}/{BASE_REPOSITORY}@{digest}\n\
+         ARG GREETING\n\
+         RUN echo \"$GREETING\" > /hello && cat /hello\n\
+         COPY {COPIED} /{COPIED}\n",
+        host = registry.host(),
+        digest = base.digest(),
+    );
+    (dockerfile, base.digest())
 }

@@ -1,86 +1,38 @@
 //! Base images with a shell, for builds that `RUN`: no such image exists offline, so each is made here from
 //! Debian's static busybox for one architecture (extracted into the tools dir by `scripts/install-test-deps.sh`):
-//! one uncompressed layer holding `/bin/busybox` and `/bin/sh` linking to it, pushed by digest.
+//! one uncompressed layer holding `/bin/busybox` and `/bin/sh` linking to it.
 
 use bytes::Bytes;
-use imagepipe::model::reference::Digest;
-use imagepipe::store::{ManifestReference, Store, StoredManifest, media_type};
 use serde_json::json;
 
+use super::images::TestImage;
 use super::tools;
 
-const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Links made in `/bin`, each to `busybox`.
 const APPLETS: &[&str] = &["sh", "cat", "echo", "ls"];
 
-/// A busybox base image for one architecture.
-pub struct BusyboxImage {
-    pub architecture: String,
-    layer: Bytes,
-    config: Bytes,
-    pub manifest: StoredManifest,
-}
-
-impl BusyboxImage {
-    /// The image for `architecture` (`amd64`, `arm64`); the same binary always gives the same digest.
-    pub fn new(architecture: &str) -> Self {
-        let binary = tools::busybox(architecture);
-        let busybox = std::fs::read(&binary)
-            .unwrap_or_else(|error| panic!("reading `{}`: {error}", binary.display()));
-        let mut tar = Tar::default();
-        tar.directory("bin/");
-        tar.file("bin/busybox", 0o755, &busybox);
-        for applet in APPLETS {
-            tar.symlink(&format!("bin/{applet}"), "busybox");
-        }
-        let layer = Bytes::from(tar.finish());
-        let config = json!({
-            "architecture": architecture,
-            "os": "linux",
-            "created": "1970-01-01T00:00:00Z",
+/// The busybox base image for `architecture` (`amd64`, `arm64`); the same binary always gives the same digest.
+/// Push it with [`TestImage::push`].
+pub fn image(architecture: &str) -> TestImage {
+    let binary = tools::busybox(architecture);
+    let busybox = std::fs::read(&binary)
+        .unwrap_or_else(|error| panic!("reading `{}`: {error}", binary.display()));
+    let mut tar = Tar::default();
+    tar.directory("bin/");
+    tar.file("bin/busybox", 0o755, &busybox);
+    for applet in APPLETS {
+        tar.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    TestImage::with_layer(
+        "linux",
+        architecture,
+        None,
+        Bytes::from(tar.finish()),
+        json!({
             "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).as_str()]},
-            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "imagepipe tests: busybox-static"}]
-        });
-        let config = Bytes::from(serde_json::to_vec(&config).expect("serializes"));
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_MANIFEST,
-            "config": {"mediaType": media_type::OCI_CONFIG, "digest": Digest::of(&config).as_str(), "size": config.len()},
-            "layers": [{"mediaType": LAYER_MEDIA_TYPE, "digest": Digest::of(&layer).as_str(), "size": layer.len()}]
-        });
-        Self {
-            architecture: architecture.to_owned(),
-            layer,
-            config,
-            manifest: StoredManifest {
-                media_type: media_type::OCI_MANIFEST.to_owned(),
-                bytes: Bytes::from(serde_json::to_vec(&manifest).expect("serializes")),
-            },
-        }
-    }
-
-    pub fn digest(&self) -> Digest {
-        self.manifest.digest()
-    }
-
-    /// Pushes layer, config and manifest (by digest) to `repository` of `store`.
-    pub async fn push(&self, store: &impl Store, repository: &str) {
-        for blob in [&self.layer, &self.config] {
-            store
-                .put_blob(repository, &Digest::of(blob), blob.clone())
-                .await
-                .expect("busybox blob pushed");
-        }
-        store
-            .put_manifest(
-                repository,
-                ManifestReference::Digest(&self.digest()),
-                &self.manifest,
-            )
-            .await
-            .expect("busybox manifest pushed");
-    }
+            "history": [{"created_by": "imagepipe tests: busybox-static"}]
+        }),
+    )
 }
 
 /// A ustar archive, enough for a layer: entries owned by root, dated 0.
