@@ -126,13 +126,17 @@ impl BuildahBuilder {
         build.arg("-t").arg(&local).arg(&request.context);
         build.run().await?;
 
-        let base_image_digest = self.base_image(&local).await?;
-        let pushed = self.push(&local, target).await;
+        let built = async {
+            let base_image_digest = self.base_image(&local).await?;
+            let digest = self.push(&local, target).await?;
+            Ok(Built {
+                digest,
+                base_image_digest,
+            })
+        }
+        .await;
         self.remove(&local).await;
-        Ok(Built {
-            digest: pushed?,
-            base_image_digest,
-        })
+        built
     }
 
     /// `buildah` with the storage options every call takes.
@@ -228,10 +232,12 @@ impl BuildahBuilder {
             }
             Location::Layout(folder) => {
                 let layout = folder.join(&target.repository);
-                std::fs::create_dir_all(&layout).map_err(|source| BuildError::Io {
-                    path: layout.clone(),
-                    source,
-                })?;
+                tokio::fs::create_dir_all(&layout)
+                    .await
+                    .map_err(|source| BuildError::Io {
+                        path: layout.clone(),
+                        source,
+                    })?;
                 _layout_guard = self.layout_pushes.lock().await;
                 format!("oci:{}:{}", layout.display(), target.tag)
             }
