@@ -8,6 +8,7 @@ pub mod files;
 pub mod github;
 pub mod inputs;
 pub mod model;
+pub mod process;
 pub mod report;
 pub mod sign;
 pub mod stages;

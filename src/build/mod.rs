@@ -5,12 +5,19 @@
 //!
 //! - `native`: daemonless, for Dockerfiles without `RUN`; every architecture on any machine.
 //! - `buildah`: `buildah build`, pushed to a run-unique tag with `--digestfile`.
-//! - `buildx`: `docker buildx build`, pushed by digest, attestations kept.
+//! - `buildx`: `docker buildx build`, pushed by digest, attestations kept (to the run-unique tag with buildx's
+//!   `docker` driver, which cannot push by digest).
+//!
+//! [`detect`] says which of them `--builder auto` means on this machine; [`tool`] runs the external ones.
 
+pub mod buildah;
+pub mod buildx;
 pub mod context;
 pub mod dependencies;
+pub mod detect;
 pub mod dockerfile;
 pub mod native;
+pub mod tool;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +105,13 @@ pub enum BuildError {
         image: String,
         problem: String,
     },
+    /// The builder cannot push to this kind of store (buildx to an OCI layout).
+    #[error("the {builder} builder cannot push to `{location}`")]
+    UnsupportedTarget {
+        builder: &'static str,
+        location: String,
+        hint: String,
+    },
     #[error("`{tool}` is not installed")]
     ToolMissing { tool: String, hint: String },
     /// An external builder failed; `output` is the end of what it printed.
@@ -123,7 +137,9 @@ impl BuildError {
     /// What to do about it, where that helps.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Unsupported { hint, .. } | Self::ToolMissing { hint, .. } => Some(hint.clone()),
+            Self::Unsupported { hint, .. }
+            | Self::UnsupportedTarget { hint, .. }
+            | Self::ToolMissing { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }
@@ -132,7 +148,10 @@ impl BuildError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            Self::Dockerfile(_) | Self::Unsupported { .. } | Self::BaseImage { .. }
+            Self::Dockerfile(_)
+                | Self::Unsupported { .. }
+                | Self::UnsupportedTarget { .. }
+                | Self::BaseImage { .. }
         )
     }
 }

@@ -24,14 +24,28 @@ pub const IMAGE_CREATED: &str = "2026-01-01T00:00:00Z";
 impl TestImage {
     pub fn new(os: &str, architecture: &str, variant: Option<&str>, seed: &str) -> Self {
         let layer = Bytes::from(format!("layer of {os}/{architecture} {seed}"));
+        Self::with_layer(os, architecture, variant, layer, json!({"config": {}}))
+    }
+
+    /// An image of one `layer` (an uncompressed tar where something unpacks it), whose config holds the fields
+    /// of `fields` (`config`, `history`) besides the platform, `created` and `rootfs`, which are filled in.
+    pub fn with_layer(
+        os: &str,
+        architecture: &str,
+        variant: Option<&str>,
+        layer: Bytes,
+        fields: Value,
+    ) -> Self {
         let layer_digest = Digest::of(&layer);
         let mut config = json!({
             "architecture": architecture,
             "os": os,
             "created": IMAGE_CREATED,
             "rootfs": {"type": "layers", "diff_ids": [layer_digest.as_str()]},
-            "config": {}
         });
+        if let (Some(config), Value::Object(fields)) = (config.as_object_mut(), fields) {
+            config.extend(fields);
+        }
         if let Some(variant) = variant {
             config["variant"] = variant.into();
         }

@@ -7,8 +7,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod binary;
+pub mod builds;
+pub mod busybox;
 pub mod commands;
 pub mod credentials;
+pub mod docker_engine;
 pub mod fake_github;
 pub mod files;
 pub mod hostile;

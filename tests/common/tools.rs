@@ -1,7 +1,8 @@
 //! The external tools our output is checked with and measured against (DESIGN.md §9).
 //!
 //! cosign, skopeo 1.18 and oras come from Debian trixie as wrappers in the tools dir; skopeo 1.9 and buildah
-//! are the system's. All are installed by `scripts/install-test-deps.sh`.
+//! are the system's; busybox, dockerd and the buildx plugin are extracted into the tools dir. All are installed
+//! by `scripts/install-test-deps.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +56,29 @@ pub fn buildah_in(program: &Path, storage: &Path) -> Command {
         .args(["--storage-driver", "vfs"])
         .env("BUILDAH_ISOLATION", "chroot");
     command
+/// Debian's static busybox for `architecture` (`amd64`, `arm64`): the shell of the test base images.
+pub fn busybox(architecture: &str) -> PathBuf {
+    require_executable(
+        tools_dir()
+            .join("busybox")
+            .join(architecture)
+            .join("busybox"),
+    )
+}
+
+/// Debian bookworm's dockerd 20.10, which finds its containerd, runc and docker-init next to it.
+pub fn dockerd() -> PathBuf {
+    wrapper("dockerd")
+}
+
+/// Debian bookworm's docker CLI.
+pub fn docker() -> PathBuf {
+    wrapper("docker")
+}
+
+/// The buildx CLI plugin (Debian trixie's 0.13), for a `DOCKER_CONFIG/cli-plugins` folder.
+pub fn buildx_plugin() -> PathBuf {
+    require_executable(tools_dir().join("cli-plugins").join("docker-buildx"))
 }
 
 fn wrapper(name: &str) -> PathBuf {

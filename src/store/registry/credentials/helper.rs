@@ -3,7 +3,6 @@
 //! stdout, which holds secrets on success.
 
 use std::ffi::OsStr;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,8 +23,6 @@ pub(super) const HELPER_PREFIX: &str = "docker-credential-";
 pub(super) const HELPER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The most of a failing helper's stderr an error message carries.
 const STDERR_LIMIT: usize = 2000;
-/// Spawning a script another thread has just written can fail with "text file busy" for a moment.
-const SPAWN_ATTEMPTS: u32 = 3;
 
 /// Asks the helper `docker-credential-NAME` (found in `helper_path`, else on `PATH`) for the registry's
 /// credential. `setting` and `config` name where the helper was configured, for the error when it is missing.
@@ -129,32 +126,19 @@ async fn run_helper(
 }
 
 async fn spawn_helper(executable: &Path) -> Result<tokio::process::Child, CredentialError> {
-    let mut attempt = 1;
-    loop {
-        let spawned = Command::new(executable)
+    crate::process::spawn(
+        Command::new(executable)
             .arg("get")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn();
-        match spawned {
-            Ok(child) => return Ok(child),
-            Err(error)
-                if error.kind() == io::ErrorKind::ExecutableFileBusy
-                    && attempt < SPAWN_ATTEMPTS =>
-            {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(source) => {
-                return Err(CredentialError::HelperStart {
-                    program: executable.to_owned(),
-                    source,
-                });
-            }
-        }
-    }
+            .kill_on_drop(true),
+    )
+    .await
+    .map_err(|source| CredentialError::HelperStart {
+        program: executable.to_owned(),
+        source,
+    })
 }
 
 fn shorten(text: &str) -> String {

@@ -192,6 +192,16 @@ impl fmt::Debug for SecretAnnouncer {
     }
 }
 
+/// The folder of Docker's `config.json`: `DOCKER_CONFIG`, else `$HOME/.docker`; external tools that read the same
+/// file (buildah's `--authfile`) are pointed at it too.
+pub fn docker_config_folder() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    let home = non_empty("HOME").or_else(|| non_empty("USERPROFILE"));
+    non_empty("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|home| PathBuf::from(home).join(".docker")))
+}
+
 /// Where credentials are looked up, in order: explicit credentials given for a host, then Docker's config.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialSource {
@@ -209,13 +219,8 @@ pub struct CredentialSource {
 impl CredentialSource {
     /// Docker's config folder from `DOCKER_CONFIG`, else `$HOME/.docker`.
     pub fn from_environment() -> Self {
-        let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
-        let home = non_empty("HOME").or_else(|| non_empty("USERPROFILE"));
-        let docker_config = non_empty("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| home.map(|home| PathBuf::from(home).join(".docker")));
         Self {
-            docker_config,
+            docker_config: docker_config_folder(),
             ..Self::default()
         }
     }
