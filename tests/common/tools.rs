@@ -56,6 +56,8 @@ pub fn buildah_in(program: &Path, storage: &Path) -> Command {
         .args(["--storage-driver", "vfs"])
         .env("BUILDAH_ISOLATION", "chroot");
     command
+}
+
 /// Debian's static busybox for `architecture` (`amd64`, `arm64`): the shell of the test base images.
 pub fn busybox(architecture: &str) -> PathBuf {
     require_executable(
