@@ -108,6 +108,10 @@ pub enum Command {
     PublishImageInfo(PublishImageInfoArgs),
     /// Write the fragment for an image another tool built and pushed to staging by digest
     Record(RecordArgs),
+    /// Build one leg's platforms (or every leg) in dependency order, push them to staging, write fragments
+    Build(BuildArgs),
+    /// The whole release on this machine: build, post-build, create-manifest, sign, verify, test, publish
+    Run(RunArgs),
     /// Write a cosign-compatible key pair, the private key encrypted with COSIGN_PASSWORD
     GenerateKey(GenerateKeyArgs),
     /// Check manifest.json and image-info.json files, listing every problem
@@ -146,6 +150,22 @@ pub struct MatrixArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
 
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    /// The image-info.json last published: platforms whose Dockerfile folder and base image are unchanged since
+    /// are left out
+    #[arg(long, value_name = "PUBLISHED", env = "IMAGEPIPE_IMAGE_INFO")]
+    pub image_info: Option<PathBuf>,
+
+    /// The matrix's form (default: Azure under Azure Pipelines, else GitHub)
+    #[arg(long, value_enum, env = "IMAGEPIPE_FORMAT")]
+    pub format: Option<MatrixFormat>,
+}
+
+/// Which platforms of the manifest a stage plans or builds.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
     /// Plan only platforms of this OS (`linux`, `windows`)
     #[arg(long, value_name = "T", env = "IMAGEPIPE_OS_TYPE")]
     pub os_type: Option<String>,
@@ -167,15 +187,79 @@ pub struct MatrixArgs {
         value_delimiter = ' '
     )]
     pub path: Vec<String>,
+}
 
-    /// The image-info.json last published: platforms whose Dockerfile folder and base image are unchanged since
-    /// are left out
-    #[arg(long, value_name = "PUBLISHED", env = "IMAGEPIPE_IMAGE_INFO")]
-    pub image_info: Option<PathBuf>,
+/// Which builder builds the images.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BuilderKind {
+    /// buildx when a Docker engine answers, else buildah when installed, else native
+    Auto,
+    Buildah,
+    Buildx,
+    /// Daemonless, for Dockerfiles without `RUN`: every architecture on any machine
+    Native,
+}
 
-    /// The matrix's form (default: Azure under Azure Pipelines, else GitHub)
-    #[arg(long, value_enum, env = "IMAGEPIPE_FORMAT")]
-    pub format: Option<MatrixFormat>,
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// The leg to build, as `imagepipe matrix` names it (default: every leg the filters keep)
+    #[arg(long, value_name = "NAME", env = "IMAGEPIPE_LEG")]
+    pub leg: Option<String>,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
+
+    #[arg(long, value_enum, default_value_t = BuilderKind::Auto, env = "IMAGEPIPE_BUILDER")]
+    pub builder: BuilderKind,
+
+    /// A build argument over the manifest's `buildArgs` (repeatable)
+    #[arg(long = "build-arg", value_name = "NAME=VALUE", env = "IMAGEPIPE_BUILD_ARG", value_delimiter = '\n', value_parser = parse_variable)]
+    pub build_args: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub staging: StagingArgs,
+
+    /// The folder the fragments `<leg>.attempt-<N>.json` are written to
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "fragments",
+        env = "IMAGEPIPE_FRAGMENTS"
+    )]
+    pub fragments: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// The folder for fragments, image-info files, the generated key and the default stores
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "imagepipe-work",
+        env = "IMAGEPIPE_WORK"
+    )]
+    pub work: PathBuf,
+
+    /// Staging (`HOST[:PORT]` or `oci:DIR`; default: `oci:WORK/staging`)
+    #[arg(long, value_name = "R", env = "IMAGEPIPE_STAGING")]
+    pub staging: Option<String>,
+
+    /// Where to publish (`HOST[:PORT]` or `oci:DIR`; default: `oci:WORK/public`)
+    #[arg(long, value_name = "R", env = "IMAGEPIPE_PUBLIC")]
+    pub public: Option<String>,
+
+    /// The signing key (password in COSIGN_PASSWORD); default: a key pair generated into WORK
+    #[arg(long, value_name = "KEY", env = "IMAGEPIPE_KEY")]
+    pub key: Option<String>,
+
+    #[arg(long, value_enum, default_value_t = BuilderKind::Auto, env = "IMAGEPIPE_BUILDER")]
+    pub builder: BuilderKind,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

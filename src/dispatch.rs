@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::build::BuilderChoice;
 use crate::ci::{self, CiHost, HostKind, RunIdentity};
 use crate::cli::{
-    Cli, Command, IndexKind, MatrixArgs, MatrixFormat, RegistryArgs, SchemaFormat,
-    SignatureModeArg, StagingArgs, VariableArgs,
+    BuilderKind, Cli, Command, FilterArgs, IndexKind, MatrixArgs, MatrixFormat, RegistryArgs,
+    SchemaFormat, SignatureModeArg, StagingArgs, VariableArgs,
 };
 use crate::model::legs::Filters;
 use crate::sign::keys::KeySource;
 use crate::stages::{
-    self, InvalidFlag, create_manifest, generate_key, matrix, post_build, publish,
-    publish_image_info, record, schema, sign, test, validate, verify,
+    self, InvalidFlag, build, create_manifest, generate_key, matrix, post_build, publish,
+    publish_image_info, record, run, schema, sign, test, validate, verify,
 };
 use crate::store::Location;
 use crate::store::registry::credentials::SecretAnnouncer;
@@ -55,10 +56,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
         Command::Matrix(arguments) => {
             let MatrixArgs {
                 manifest,
-                os_type,
-                os_version,
-                architecture,
-                path,
+                filters,
                 image_info,
                 format,
             } = arguments;
@@ -73,12 +71,7 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             let settings = matrix::Settings {
                 manifest: manifest.manifest,
                 variables: variables(manifest.variables, &run),
-                filters: Filters {
-                    os_type,
-                    os_version,
-                    architecture,
-                    paths: path.into_iter().filter(|path| !path.is_empty()).collect(),
-                },
+                filters: filters_of(filters),
                 published_image_info: image_info,
                 format,
                 client: client_settings(registry, None, host)?,
@@ -222,6 +215,44 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
             };
             publish_image_info::run(settings, host).await
         }
+        Command::Build(arguments) => {
+            let staging = staging_location(&arguments.staging)?;
+            let settings = build::Settings {
+                manifest: arguments.manifest.manifest,
+                variables: variables(arguments.manifest.variables, &run),
+                leg: arguments.leg,
+                filters: filters_of(arguments.filters),
+                builder: builder_choice(arguments.builder),
+                build_args: arguments.build_args.into_iter().collect(),
+                fragments: arguments.fragments,
+                client: client_settings(registry, Some(&staging), host)?,
+                staging,
+                staging_prefix: arguments.staging.staging_prefix,
+            };
+            build::run(settings, &run, host).await
+        }
+        Command::Run(arguments) => {
+            let store = |flag: &str, text: Option<String>| -> anyhow::Result<Option<Location>> {
+                text.map(|text| parse_location(flag, &text)).transpose()
+            };
+            let staging = store("--staging", arguments.staging)?;
+            let public = store("--public", arguments.public)?;
+            let key = match &arguments.key {
+                Some(key) => Some((signing_key_source(key, host)?, cosign_password(host))),
+                None => None,
+            };
+            let settings = run::Settings {
+                manifest: arguments.manifest.manifest,
+                variables: variables(arguments.manifest.variables, &run),
+                work: arguments.work,
+                client: client_settings(registry, staging.as_ref(), host)?,
+                staging,
+                public,
+                key,
+                builder: builder_choice(arguments.builder),
+            };
+            run::run(settings, &run, host).await
+        }
         Command::Record(arguments) => {
             let staging = staging_location(&arguments.staging)?;
             let digest = arguments
@@ -279,6 +310,30 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
 fn variables(arguments: VariableArgs, run: &RunIdentity) -> BTreeMap<String, String> {
     let VariableArgs { variables } = arguments;
     stages::manifest_variables(variables, run)
+}
+
+fn filters_of(arguments: FilterArgs) -> Filters {
+    let FilterArgs {
+        os_type,
+        os_version,
+        architecture,
+        path,
+    } = arguments;
+    Filters {
+        os_type,
+        os_version,
+        architecture,
+        paths: path.into_iter().filter(|path| !path.is_empty()).collect(),
+    }
+}
+
+fn builder_choice(kind: BuilderKind) -> BuilderChoice {
+    match kind {
+        BuilderKind::Auto => BuilderChoice::Auto,
+        BuilderKind::Buildah => BuilderChoice::Buildah,
+        BuilderKind::Buildx => BuilderChoice::Buildx,
+        BuilderKind::Native => BuilderChoice::Native,
+    }
 }
 
 fn staging_location(arguments: &StagingArgs) -> anyhow::Result<Location> {

@@ -10,6 +10,7 @@
 //!
 //! [`detect`] says which of them `--builder auto` means on this machine; [`tool`] runs the external ones.
 
+mod any;
 pub mod buildah;
 pub mod buildx;
 pub mod context;
@@ -18,6 +19,10 @@ pub mod detect;
 pub mod dockerfile;
 pub mod native;
 pub mod tool;
+
+pub use any::AnyBuilder;
+pub use context::context_digest;
+pub use detect::BuilderChoice;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

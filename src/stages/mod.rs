@@ -1,6 +1,7 @@
 //! One module per stage. Each takes its own settings struct, loads and checks its inputs, checks the ledger on
 //! entry, and writes its outputs atomically.
 
+pub mod build;
 pub mod create_manifest;
 pub mod fragment;
 pub mod generate_key;
@@ -10,6 +11,7 @@ pub mod publish;
 pub mod publish_image_info;
 pub mod record;
 pub mod result_table;
+pub mod run;
 pub mod schema;
 pub mod sign;
 pub mod summary;
