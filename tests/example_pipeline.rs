@@ -1,4 +1,4 @@
-//! The README's main command: the whole pipeline after the build on the example, with no server.
+//! The README's main command: the whole release of `examples/hello`, built and published with no server.
 
 mod common;
 
@@ -27,6 +27,7 @@ fn the_example_pipeline_publishes_signed_images_into_a_layout() {
     assert_eq!(
         stages,
         [
+            "build",
             "post-build",
             "create-manifest",
             "sign",
@@ -50,7 +51,7 @@ fn the_example_pipeline_publishes_signed_images_into_a_layout() {
     let raw = common::commands::run(Command::new(common::tools::skopeo()).args([
         "inspect",
         "--raw",
-        &format!("oci:{}/public/acme/app:latest", work.path().display()),
+        &format!("oci:{}/public/hello/app:latest", work.path().display()),
     ]));
     assert_eq!(
         imagepipe::model::reference::Digest::of(&raw.stdout).to_string(),
