@@ -234,50 +234,6 @@ fn cosign(arguments: &[&str]) -> Output {
         .expect("cosign runs")
 }
 
-/// skopeo 1.18 copying `reference` with every platform under a policy that demands, for what is pulled from
-/// `pulled_prefix`, signatures by `public_key` that name `signed_repository` (the public name staging stands for).
-fn skopeo_policy_copy(
-    folder: &Path,
-    public_key: &Path,
-    pulled_prefix: &str,
-    signed_repository: &str,
-    reference: &str,
-) -> Output {
-    let policy = json!({
-        "default": [{"type": "reject"}],
-        "transports": {
-            "docker": {pulled_prefix: [{"type": "sigstoreSigned", "keyPath": path(public_key),
-                "signedIdentity": {"type": "exactRepository", "dockerRepository": signed_repository}}]},
-            "dir": {"": [{"type": "insecureAcceptAnything"}]}
-        }
-    });
-    let policy_file = folder.join("policy.json");
-    std::fs::write(&policy_file, policy.to_string()).expect("writes");
-    let registries = folder.join("registries.d");
-    std::fs::create_dir_all(&registries).expect("creates");
-    let host = pulled_prefix.split('/').next().expect("host");
-    std::fs::write(
-        registries.join("imagepipe.yaml"),
-        format!("docker:\n  {host}:\n    use-sigstore-attachments: true\n"),
-    )
-    .expect("writes");
-    let target = folder.join(format!("copy-{}", fastrand::u64(..)));
-    Command::new(common::tools::skopeo_1_18())
-        .args([
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            "--policy",
-            &path(&policy_file),
-            "--registries.d",
-            &path(&registries),
-        ])
-        .arg(reference)
-        .arg(format!("dir:{}", path(&target)))
-        .output()
-        .expect("skopeo runs")
-}
-
 #[tokio::test]
 async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
     let chain = Chain::start(Some("registry.example.com")).await;
@@ -315,7 +271,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
     // skopeo checks every platform image, under a policy that wants signatures naming the public repository
     // for what it pulls from staging.
     let pulled = format!("{}/{}", chain.staging.host(), chain.staged());
-    let copied = skopeo_policy_copy(
+    let copied = common::verifiers::skopeo_policy_copy(
         chain.folder.path(),
         &public_key,
         &pulled,
@@ -396,7 +352,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
         "cosign accepted an unsigned index"
     );
     let pulled_unsigned = format!("{}/{unsigned}", chain.staging.host());
-    let refused = skopeo_policy_copy(
+    let refused = common::verifiers::skopeo_policy_copy(
         chain.folder.path(),
         &public_key,
         &pulled_unsigned,

@@ -25,6 +25,7 @@ pub mod stages;
 pub mod tls;
 pub mod token_server;
 pub mod tools;
+pub mod verifiers;
 
 pub use binary::{Imagepipe, Ran, error_lines};
 pub use credentials::Credentials;
