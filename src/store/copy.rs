@@ -62,11 +62,11 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     /// Copies the manifest `digest` and everything it refers to. Anything the target already has is skipped;
     /// a manifest the target has is complete (registries refuse manifests whose content is missing).
     pub async fn copy_manifest(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
-        if let Some(present) = self
+        let present = self
             .target
             .head_manifest(self.to, ManifestReference::Digest(digest))
-            .await?
-        {
+            .await;
+        if let Some(present) = absent_when_unreadable(present)? {
             return Ok(CopyStats::skipped(present.size()));
         }
         let manifest = self.fetch(digest).await?;
@@ -155,7 +155,7 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     /// Copies a blob of `size` bytes (as its descriptor says), unless the target has it: mounted within one
     /// store, streamed between two.
     pub async fn copy_blob(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
-        if self.target.blob_size(self.to, digest).await?.is_some() {
+        if absent_when_unreadable(self.target.blob_size(self.to, digest).await)?.is_some() {
             return Ok(CopyStats::skipped(size));
         }
         if self.same_store && self.target.mount_blob(self.to, self.from, digest).await? {
@@ -180,6 +180,26 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     }
 }
 
+/// What a target says about an object it may hold, where a server error after every retry counts as "not
+/// there": a registry killed while writing can leave an object it answers 500 for until it is written again, and
+/// writing the same content-addressed bytes again is what repairs it.
+fn absent_when_unreadable<T>(
+    answer: Result<Option<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    match answer {
+        Err(StoreError::Status {
+            method,
+            url,
+            status,
+            ..
+        }) if method == "HEAD" && (500..600).contains(&status) => {
+            tracing::warn!("{method} {url} kept answering {status}; writing the object again");
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 fn parse<S: Store, T: Store, M: serde::de::DeserializeOwned>(
     copier: &Copier<'_, S, T>,
     digest: &Digest,
@@ -198,4 +218,38 @@ fn sum(all: Vec<CopyStats>) -> CopyStats {
             total += one;
             total
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(method: &str, status: u16) -> StoreError {
+        StoreError::Status {
+            method: method.to_owned(),
+            url: "http://127.0.0.1:1/v2/a/manifests/x".to_owned(),
+            status,
+            code: None,
+            message: String::new(),
+            attempts: 5,
+        }
+    }
+
+    #[test]
+    fn only_a_head_that_kept_failing_on_the_server_counts_as_absent() {
+        assert!(matches!(
+            absent_when_unreadable::<u64>(Err(status("HEAD", 500))),
+            Ok(None)
+        ));
+        assert!(matches!(
+            absent_when_unreadable::<u64>(Err(status("HEAD", 503))),
+            Ok(None)
+        ));
+        assert!(absent_when_unreadable::<u64>(Err(status("HEAD", 401))).is_err());
+        assert!(absent_when_unreadable::<u64>(Err(status("GET", 500))).is_err());
+        assert!(matches!(
+            absent_when_unreadable(Ok(Some(3u64))),
+            Ok(Some(3))
+        ));
+    }
 }
