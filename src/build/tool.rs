@@ -121,12 +121,13 @@ impl ToolCommand {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let tail = std::cell::RefCell::new(Tail::default());
-        let each = |line: &str| self.line(&mut tail.borrow_mut(), line);
+        let each_output = |line: &str| self.line(&mut tail.borrow_mut(), line, Stream::Output);
+        let each_error = |line: &str| self.line(&mut tail.borrow_mut(), line, Stream::Error);
         let stdout = async {
             match stdout {
                 Some(stdout) if capture => read_all(stdout).await,
                 Some(stdout) => {
-                    forward(stdout, each).await;
+                    forward(stdout, each_output).await;
                     String::new()
                 }
                 None => String::new(),
@@ -134,7 +135,7 @@ impl ToolCommand {
         };
         let stderr = async {
             if let Some(stderr) = stderr {
-                forward(stderr, each).await;
+                forward(stderr, each_error).await;
             }
         };
         let (captured, ()) = tokio::join!(stdout, stderr);
@@ -146,7 +147,7 @@ impl ToolCommand {
         } else {
             if capture {
                 for line in captured.lines() {
-                    tail.push(line);
+                    tail.push(line, Stream::Output);
                 }
             }
             Err(self.failed(&describe(status), &tail))
@@ -178,12 +179,12 @@ impl ToolCommand {
         })
     }
 
-    fn line(&self, tail: &mut Tail, line: &str) {
+    fn line(&self, tail: &mut Tail, line: &str, stream: Stream) {
         match self.progress {
             Progress::Info => tracing::info!("{}: {line}", self.tool),
             Progress::Debug => tracing::debug!("{}: {line}", self.tool),
         }
-        tail.push(line);
+        tail.push(line, stream);
     }
 
     fn failed(&self, status: &str, tail: &Tail) -> BuildError {
@@ -208,20 +209,30 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
-/// The last [`TAIL_LINES`] lines a tool printed, in the order they came.
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Output,
+    Error,
+}
+
+/// The last [`TAIL_LINES`] lines a tool printed, in the order they were read. When it is full, the oldest line
+/// of standard output goes first: the error that explains a failure is on standard error, and the two streams
+/// are read side by side, so a burst of output read after it must not push it out.
 #[derive(Debug, Default)]
-struct Tail(VecDeque<String>);
+struct Tail(VecDeque<(Stream, String)>);
 
 impl Tail {
-    fn push(&mut self, line: &str) {
+    fn push(&mut self, line: &str, stream: Stream) {
         if self.0.len() == TAIL_LINES {
-            self.0.pop_front();
+            let oldest_output = self.0.iter().position(|(from, _)| *from == Stream::Output);
+            self.0.remove(oldest_output.unwrap_or(0));
         }
-        self.0.push_back(line.to_owned());
+        self.0.push_back((stream, line.to_owned()));
     }
 
     fn text(&self) -> String {
-        let lines: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        let lines: Vec<&str> = self.0.iter().map(|(_, line)| line.as_str()).collect();
         lines.join("\n")
     }
 }
@@ -316,6 +327,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_error_line_read_before_a_burst_of_output_is_kept() {
+        let mut tail = Tail::default();
+        tail.push("the error", Stream::Error);
+        for number in 0..50 {
+            tail.push(&format!("out {number}"), Stream::Output);
+        }
+        let text = tail.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert_eq!(lines[0], "the error");
+        assert_eq!(lines[1], "out 11");
+        assert_eq!(lines[TAIL_LINES - 1], "out 49");
+    }
+
     #[tokio::test]
     async fn a_failure_keeps_the_last_lines_of_both_streams() {
         let error = shell(
@@ -336,11 +362,10 @@ mod tests {
         assert_eq!(status, "exit code 3");
         let lines: Vec<&str> = output.lines().collect();
         assert_eq!(lines.len(), TAIL_LINES, "{output}");
-        // The two streams are read side by side, so where `last` falls among the final lines of stdout depends
-        // on scheduling; what is kept is the end of both.
+        // Where `last` falls among stdout's lines depends on scheduling; that it is kept does not.
         assert!(lines.contains(&"last"), "{output}");
         assert!(lines.contains(&"out 49"), "{output}");
-        assert!(!lines.contains(&"out 0"), "{output}");
+        assert!(!lines.contains(&"out 10"), "{output}");
     }
 
     #[tokio::test]
