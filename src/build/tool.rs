@@ -318,8 +318,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_keeps_the_last_lines_of_both_streams() {
+        // The pause puts the line on stderr after the others: the two streams are read as they come.
         let error = shell(
-            "i=0; while [ $i -lt 50 ]; do echo out $i; i=$((i+1)); done; echo last >&2; exit 3",
+            "i=0; while [ $i -lt 50 ]; do echo out $i; i=$((i+1)); done; sleep 0.3; echo last >&2; exit 3",
         )
         .run()
         .await
@@ -336,11 +337,11 @@ mod tests {
         assert_eq!(status, "exit code 3");
         let lines: Vec<&str> = output.lines().collect();
         assert_eq!(lines.len(), TAIL_LINES, "{output}");
-        // The two streams are read side by side, so where `last` falls among the final lines of stdout depends
-        // on scheduling; what is kept is the end of both.
-        assert!(lines.contains(&"last"), "{output}");
-        assert!(lines.contains(&"out 49"), "{output}");
-        assert!(!lines.contains(&"out 0"), "{output}");
+        // `last` is written after the pause, when stdout's lines are all in their pipe: it is read last even
+        // where the reading task is starved. Without the pause, the two streams' order is scheduling's, and under
+        // load `last` could be read first and pushed out of the tail.
+        assert_eq!(lines[0], "out 11", "{output}");
+        assert_eq!(lines[TAIL_LINES - 1], "last", "{output}");
     }
 
     #[tokio::test]
