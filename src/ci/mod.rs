@@ -105,6 +105,45 @@ pub fn detect() -> Box<dyn CiHost> {
     }
 }
 
+/// The source being built, as the CI host names it: the repository's web address and the commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRevision {
+    /// `https://github.com/OWNER/REPO`.
+    pub repository_url: String,
+    pub revision: String,
+}
+
+impl SourceRevision {
+    /// From GitHub Actions' `GITHUB_SERVER_URL`, `GITHUB_REPOSITORY` and `GITHUB_SHA`, or Azure Pipelines'
+    /// `BUILD_REPOSITORY_URI` and `BUILD_SOURCEVERSION`; `None` outside CI.
+    pub fn from_environment() -> Option<Self> {
+        let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        match (variable("GITHUB_SERVER_URL"), variable("GITHUB_REPOSITORY")) {
+            (Some(server), Some(repository)) => Some(Self {
+                repository_url: format!("{}/{repository}", server.trim_end_matches('/')),
+                revision: variable("GITHUB_SHA")?,
+            }),
+            _ => Some(Self {
+                repository_url: variable("BUILD_REPOSITORY_URI")?
+                    .trim_end_matches('/')
+                    .trim_end_matches(".git")
+                    .to_owned(),
+                revision: variable("BUILD_SOURCEVERSION")?,
+            }),
+        }
+    }
+
+    /// Where `path` can be read at this revision, as ImageBuilder records `commitUrl`.
+    pub fn file_url(&self, path: &str) -> String {
+        format!(
+            "{}/blob/{}/{}",
+            self.repository_url,
+            self.revision,
+            path.trim_start_matches("./")
+        )
+    }
+}
+
 /// Which CI run this is, as the host names it: recorded in the ledger and used for the `$(UniqueId)` built-in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunIdentity {
@@ -165,5 +204,22 @@ impl Captured {
     pub(crate) fn text(&self) -> String {
         let bytes = self.0.lock().map(|bytes| bytes.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_named_at_its_revision_as_image_builder_records_it() {
+        let source = SourceRevision {
+            repository_url: "https://github.com/dotnet/dotnet-docker".to_owned(),
+            revision: "f003630f".to_owned(),
+        };
+        assert_eq!(
+            source.file_url("./src/aspnet/6.0/bullseye-slim/amd64/Dockerfile"),
+            "https://github.com/dotnet/dotnet-docker/blob/f003630f/src/aspnet/6.0/bullseye-slim/amd64/Dockerfile"
+        );
     }
 }

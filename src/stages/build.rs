@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::build::dockerfile;
 use crate::build::{self, AnyBuilder, BuildRequest, BuilderChoice, PushTarget, StagedImage};
-use crate::ci::{CiHost, RunIdentity};
+use crate::ci::{CiHost, RunIdentity, SourceRevision};
 use crate::files;
 use crate::inputs;
 use crate::model::image_info::PlatformData;
@@ -45,6 +45,8 @@ pub struct Settings {
 /// What every unit of a build shares.
 struct Shared<'a> {
     manifest: &'a Manifest,
+    /// The manifest's public registry, which records name.
+    public: String,
     root: &'a Path,
     builder: &'a AnyBuilder,
     store: &'a AnyStore,
@@ -121,6 +123,7 @@ pub async fn run(
     let store = AnyStore::open(&staging, &client);
     let shared = Shared {
         manifest: &manifest,
+        public: manifest.registry.clone().unwrap_or_default(),
         root: &root,
         builder: &builder,
         store: &store,
@@ -133,7 +136,6 @@ pub async fn run(
         run_tag: run_tag(run),
     };
     let attempt = run.attempt.unwrap_or(1);
-    let mut written = Vec::new();
     for leg in chosen {
         let units = build_leg(&shared, leg)
             .await
@@ -148,7 +150,6 @@ pub async fn run(
             summary::count(units.len(), "platform"),
             file.display()
         );
-        written.push(file);
     }
     host.set_output("fragments", &fragments.display().to_string())
         .context("setting the step output `fragments`")?;
@@ -157,7 +158,6 @@ pub async fn run(
 
 /// Builds the units of one leg, bases first, each pinned to the digests of the bases built before it.
 async fn build_leg(shared: &Shared<'_>, leg: &Leg) -> anyhow::Result<Vec<BuiltUnit>> {
-    let public = shared.manifest.registry.clone().unwrap_or_default();
     // For each unit built so far: where it is in staging, and its public name.
     let mut built: Vec<Option<(StagedImage, String)>> = vec![None; leg.units.len()];
     let mut units = Vec::new();
@@ -173,13 +173,11 @@ async fn build_leg(shared: &Shared<'_>, leg: &Leg) -> anyhow::Result<Vec<BuiltUn
             .bases
             .iter()
             .filter_map(|base| {
-                let names = public_names(shared.manifest, &public, &leg.units[*base].positions);
+                let names =
+                    public_names(shared.manifest, &shared.public, &leg.units[*base].positions);
                 built.get(*base)?.as_ref().map(|staged| (names, staged))
             })
             .collect();
-        if unit.cached {
-            continue;
-        }
         let (staged, record) = build_unit(shared, &repository, entry, &bases, index, &leg.name)
             .await
             .with_context(|| {
@@ -196,7 +194,7 @@ async fn build_leg(shared: &Shared<'_>, leg: &Leg) -> anyhow::Result<Vec<BuiltUn
             unit.identity.platform(),
             staged.digest
         );
-        let public_name = format!("{public}/{repository}@{}", staged.digest);
+        let public_name = format!("{}/{repository}@{}", shared.public, staged.digest);
         built[index] = Some((staged, public_name));
         units.push(BuiltUnit {
             declared_at: unit.positions.iter().map(declared_at).collect(),
@@ -287,7 +285,10 @@ async fn build_unit(
         declared_dockerfile: declared.clone(),
         platform: platform.clone(),
         build_args: args,
-        labels: labels(shared.timestamp, &declared),
+        labels: labels(
+            shared.timestamp,
+            SourceRevision::from_environment().as_ref(),
+        ),
         timestamp: shared.timestamp,
         staged_bases,
     };
@@ -309,14 +310,19 @@ async fn build_unit(
         Some(&platform),
     )
     .await?;
-    let public = shared.manifest.registry.clone().unwrap_or_default();
+    let source = SourceRevision::from_environment();
     let record = PlatformData {
         created: image.created,
         layers: image.layers,
         base_image_digest: base_image_digest.or(built.base_image_digest),
-        commit_url: fragment::commit_url(&declared.display().to_string()),
+        commit_url: source
+            .as_ref()
+            .map(|source| source.file_url(&declared.display().to_string())),
         context_digest: Some(build::context_digest(&folder)?.to_string()),
-        ..PlatformData::declared(entry, format!("{public}/{repository}@{}", built.digest))
+        ..PlatformData::declared(
+            entry,
+            format!("{}/{repository}@{}", shared.public, built.digest),
+        )
     };
     Ok((
         StagedImage {
@@ -338,20 +344,21 @@ fn pinned_reference(staging: &Location, staged: &StagedImage) -> String {
 }
 
 /// The OCI labels every build sets: when, and from which revision and source where the CI host says.
-fn labels(timestamp: u64, dockerfile: &Path) -> BTreeMap<String, String> {
-    let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let mut labels = BTreeMap::new();
+fn labels(timestamp: u64, source: Option<&SourceRevision>) -> BTreeMap<String, String> {
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
-    labels.insert(
+    let mut labels = BTreeMap::from([(
         "org.opencontainers.image.created".to_owned(),
         humantime::format_rfc3339_seconds(created).to_string(),
-    );
-    if let Some(revision) = variable("GITHUB_SHA").or_else(|| variable("BUILD_SOURCEVERSION")) {
-        labels.insert("org.opencontainers.image.revision".to_owned(), revision);
-    }
-    if let Some(url) = fragment::commit_url(&dockerfile.display().to_string()) {
-        let source = url.split("/blob/").next().unwrap_or_default().to_owned();
-        labels.insert("org.opencontainers.image.source".to_owned(), source);
+    )]);
+    if let Some(source) = source {
+        labels.insert(
+            "org.opencontainers.image.revision".to_owned(),
+            source.revision.clone(),
+        );
+        labels.insert(
+            "org.opencontainers.image.source".to_owned(),
+            source.repository_url.clone(),
+        );
     }
     labels
 }

@@ -178,30 +178,6 @@ pub fn fragment(manifest: &Manifest, units: &[BuiltUnit], run: &RunIdentity) -> 
     info
 }
 
-/// Where the Dockerfile can be read at the commit being built, as ImageBuilder records it
-/// (`https://github.com/OWNER/REPO/blob/SHA/PATH`): from GitHub Actions' or Azure Pipelines' variables.
-pub fn commit_url(dockerfile: &str) -> Option<String> {
-    let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let (repository, revision) =
-        match (variable("GITHUB_SERVER_URL"), variable("GITHUB_REPOSITORY")) {
-            (Some(server), Some(repository)) => (
-                format!("{}/{repository}", server.trim_end_matches('/')),
-                variable("GITHUB_SHA")?,
-            ),
-            _ => (
-                variable("BUILD_REPOSITORY_URI")?
-                    .trim_end_matches('/')
-                    .trim_end_matches(".git")
-                    .to_owned(),
-                variable("BUILD_SOURCEVERSION")?,
-            ),
-        };
-    Some(format!(
-        "{repository}/blob/{revision}/{}",
-        dockerfile.trim_start_matches("./")
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::ci::{CiHost, RunIdentity};
+use crate::ci::{CiHost, RunIdentity, SourceRevision};
 use crate::files;
 use crate::inputs;
 use crate::model::image_info::PlatformData;
@@ -144,7 +144,7 @@ pub async fn run(
     let record = PlatformData {
         created: built.created.clone(),
         layers: built.layers.clone(),
-        commit_url: fragment::commit_url(&wanted),
+        commit_url: SourceRevision::from_environment().map(|source| source.file_url(&wanted)),
         ..PlatformData::declared(entry, format!("{public}/{repository}@{digest}"))
     };
     let info = fragment::fragment(
