@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::images::{TestImage, write_fragment};
 use common::proxy::FaultProxy;
+use common::verifiers::SignedIdentity;
 use common::{Imagepipe, Ran, Registry, path, read_json, strings};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
@@ -329,42 +330,13 @@ async fn the_public_registry_gets_exact_copies_with_signatures_that_verify_there
     // signatures name a repository without tag or digest, which skopeo's default rule, matchRepoDigestOrExact,
     // never accepts; matchRepository is the rule for them.)
     let index = release.digests().last().expect("index").1.clone();
-    let policy = json!({"default": [{"type": "reject"}], "transports": {
-        "docker": {release.public.host(): [{"type": "sigstoreSigned", "keyPath": path(&release.public_key),
-            "signedIdentity": {"type": "matchRepository"}}]},
-        "dir": {"": [{"type": "insecureAcceptAnything"}]}}});
-    let policy_file = release.folder.path().join("policy.json");
-    std::fs::write(&policy_file, policy.to_string()).expect("writes");
-    let registries = release.folder.path().join("registries.d");
-    std::fs::create_dir_all(&registries).expect("creates");
-    std::fs::write(
-        registries.join("public.yaml"),
-        format!(
-            "docker:\n  {}:\n    use-sigstore-attachments: true\n",
-            release.public.host()
-        ),
-    )
-    .expect("writes");
-    let copied = Command::new(common::tools::skopeo_1_18())
-        .args([
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            "--policy",
-            &path(&policy_file),
-            "--registries.d",
-            &path(&registries),
-        ])
-        .arg(format!(
-            "docker://{}/acme/app-0@{index}",
-            release.public.host()
-        ))
-        .arg(format!(
-            "dir:{}",
-            path(&release.folder.path().join("pulled"))
-        ))
-        .output()
-        .expect("skopeo runs");
+    let copied = common::verifiers::skopeo_policy_copy(
+        release.folder.path(),
+        &release.public_key,
+        &release.public.host(),
+        SignedIdentity::PulledRepository,
+        &format!("docker://{}/acme/app-0@{index}", release.public.host()),
+    );
     assert!(
         copied.status.success(),
         "{}",

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 
+use common::verifiers::SignedIdentity;
 use common::{Imagepipe, Registry, read_json};
 use serde_json::Value;
 
@@ -62,7 +63,7 @@ fn a_run_on_registries_publishes_what_cosign_and_skopeo_accept() {
             work.path(),
             &public_key,
             &format!("{}/{repository}", public.host()),
-            &format!("registry.example.com/{repository}"),
+            SignedIdentity::Repository(&format!("registry.example.com/{repository}")),
             &format!("docker://{}/{repository}:latest", public.host()),
         );
         assert!(

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::images::{TestImage, write_fragment};
+use common::verifiers::SignedIdentity;
 use common::{Imagepipe, Registry, path, read_json, strings};
 use imagepipe::model::reference::Digest;
 use imagepipe::store::registry::{ClientSettings, RegistryClient, RegistryStore};
@@ -275,7 +276,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
         chain.folder.path(),
         &public_key,
         &pulled,
-        "registry.example.com/acme/app",
+        SignedIdentity::Repository("registry.example.com/acme/app"),
         &format!("docker://{pulled}@{}", digests[2]),
     );
     assert!(
@@ -356,7 +357,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
         chain.folder.path(),
         &public_key,
         &pulled_unsigned,
-        "registry.example.com/acme/app",
+        SignedIdentity::Repository("registry.example.com/acme/app"),
         &format!("docker://{pulled_unsigned}@{index}"),
     );
     assert!(!refused.status.success(), "skopeo accepted unsigned images");

@@ -8,20 +8,35 @@ use serde_json::json;
 
 use super::files::path;
 
+/// Which repository a signature must name for skopeo's policy to accept it.
+pub enum SignedIdentity<'a> {
+    /// This one: the public name that staging stands for.
+    Repository(&'a str),
+    /// The repository pulled from, as it is (skopeo's `matchRepository`; cosign-style signatures name a
+    /// repository without tag or digest, which the default `matchRepoDigestOrExact` never accepts).
+    PulledRepository,
+}
+
 /// skopeo 1.18 copying `reference` with every platform under a policy that demands, for what is pulled from
-/// `pulled_prefix`, signatures by `public_key` that name `signed_repository` (the public name staging stands for).
+/// `pulled_prefix`, signatures by `public_key` that name `identity`.
 pub fn skopeo_policy_copy(
     folder: &Path,
     public_key: &Path,
     pulled_prefix: &str,
-    signed_repository: &str,
+    identity: SignedIdentity<'_>,
     reference: &str,
 ) -> Output {
+    let identity = match identity {
+        SignedIdentity::Repository(repository) => {
+            json!({"type": "exactRepository", "dockerRepository": repository})
+        }
+        SignedIdentity::PulledRepository => json!({"type": "matchRepository"}),
+    };
     let policy = json!({
         "default": [{"type": "reject"}],
         "transports": {
             "docker": {pulled_prefix: [{"type": "sigstoreSigned", "keyPath": path(public_key),
-                "signedIdentity": {"type": "exactRepository", "dockerRepository": signed_repository}}]},
+                "signedIdentity": identity}]},
             "dir": {"": [{"type": "insecureAcceptAnything"}]}
         }
     });
