@@ -3,7 +3,8 @@
 //!
 //! Its record comes whole from the published image-info when one is given (the record of what the public
 //! registry serves), after checking that the tag still serves that digest; otherwise it is read from the
-//! registry, and the fields only a build knows are said to be unknown. Every lookup happens before anything is
+//! registry (`stages::fragment::read_built`, as a build reads its own result), and the fields only a build knows
+//! are said to be unknown. Every lookup happens before anything is
 //! copied, so a platform that cannot be found, or a record the registry contradicts, stops the stage before it
 //! writes anything.
 
@@ -11,13 +12,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use oci_spec::image::ImageManifest;
-use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use crate::model::image_info::{ImageInfo, Layer, PlatformData};
+use crate::model::image_info::{ImageInfo, PlatformData};
 use crate::model::manifest::PlatformEntry;
 use crate::model::reference::{Digest, DigestReference};
+use crate::stages::fragment::read_built;
 use crate::stages::{Refusal, summary};
 use crate::store::copy::{Copier, CopyStats};
 use crate::store::{AnyStore, ManifestReference, Store, our_digest};
@@ -294,50 +294,17 @@ async fn import_one(
             );
             let mut record = PlatformData::declared(&import.entry, digest);
             record.is_unchanged = true;
-            read_from_image(sources.staging, &staged, &found.digest, &mut record).await?;
+            let image = read_built(
+                sources.staging,
+                &staged,
+                &found.digest,
+                Some(&import.entry.identity().platform()),
+            )
+            .await?;
+            record.layers = image.layers;
+            record.created = image.created;
             record
         }
     };
     Ok((record, stats))
-}
-
-/// The part of an image config a record takes.
-#[derive(Deserialize)]
-struct ConfigCreated {
-    #[serde(default)]
-    created: Option<String>,
-}
-
-/// Fills in what the image itself says: its layers and when it was created. An index (a platform built with
-/// attestations) has no layers of its own; its record keeps none.
-async fn read_from_image(
-    store: &AnyStore,
-    repository: &str,
-    digest: &Digest,
-    record: &mut PlatformData,
-) -> anyhow::Result<()> {
-    let Some(manifest) = store
-        .get_manifest(repository, ManifestReference::Digest(digest))
-        .await?
-    else {
-        return Ok(());
-    };
-    let Ok(image) = serde_json::from_slice::<ImageManifest>(&manifest.bytes) else {
-        return Ok(());
-    };
-    record.layers = image
-        .layers()
-        .iter()
-        .map(|layer| Layer {
-            digest: layer.digest().to_string(),
-            size: Some(layer.size()),
-        })
-        .collect();
-    if let Some(config) = our_digest(image.config().digest()) {
-        let bytes = store.get_blob(repository, &config).await?;
-        if let Ok(config) = serde_json::from_slice::<ConfigCreated>(&bytes) {
-            record.created = config.created;
-        }
-    }
-    Ok(())
 }
