@@ -24,7 +24,7 @@ use crate::files;
 use crate::inputs;
 use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
-use crate::model::published::{PublishedMerge, merge_into_published};
+use crate::model::published::merge_into_published;
 use crate::model::reference::{Digest, DigestReference};
 use crate::stages::{
     InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, stage_record, summary,
@@ -247,22 +247,12 @@ fn merge_published(
     let manifest = inputs::load_manifest(manifest, variables)?;
     inputs::require_manifest_registry(info, file, &manifest)?;
     let previous = inputs::load_published_image_info(published, &manifest)?;
-    let PublishedMerge {
-        info: merged,
-        replaced,
-        added,
-        kept,
-        removed_images,
-        removed_platforms,
-    } = merge_into_published(&manifest, &previous, published, info, file)?;
+    let merged = merge_into_published(&manifest, &previous, published, info, file)?;
     tracing::info!(
-        "the final image-info completes `{}`: {replaced} images replaced, {added} added, {kept} kept; {} and {} \
-         the manifest no longer declares removed",
-        published.display(),
-        summary::count(removed_images.len(), "image"),
-        summary::count(removed_platforms.len(), "platform"),
+        "the final image-info completes `{}`: {merged}",
+        published.display()
     );
-    Ok(merged)
+    Ok(merged.info)
 }
 
 /// Refuses, naming them all, the digests for which staging holds no signature object: one lookup per digest

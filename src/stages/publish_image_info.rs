@@ -129,15 +129,7 @@ impl NewContent<'_> {
         inputs::require_manifest_registry(&published, &self.committed, manifest)?;
         let merged =
             merge_into_published(manifest, &published, &self.committed, self.info, self.file)?;
-        tracing::info!(
-            "merged into the committed file: {} images replaced, {} added, {} kept; {} images and {} platforms \
-             the manifest no longer declares removed",
-            merged.replaced,
-            merged.added,
-            merged.kept,
-            merged.removed_images.len(),
-            merged.removed_platforms.len()
-        );
+        tracing::info!("merged into the committed file: {merged}");
         Ok(files::to_bytes(&merged.info))
     }
 }
