@@ -29,7 +29,7 @@ use crate::model::reference::{Digest, DigestReference};
 use crate::stages::{
     InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, stage_record, summary,
 };
-use crate::store::copy::{Copier, CopyStats};
+use crate::store::copy::{Copier, CopyStats, absent_when_unreadable};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, our_digest, staging_repository,
@@ -338,9 +338,12 @@ async fn set_tag(
     tag: &str,
     digest: &Digest,
 ) -> Result<bool, StoreError> {
-    let current = target
-        .head_manifest(repository, ManifestReference::Tag(tag))
-        .await?;
+    // A tag the target keeps failing to read (torn by a crash) is set again like a missing one.
+    let current = absent_when_unreadable(
+        target
+            .head_manifest(repository, ManifestReference::Tag(tag))
+            .await,
+    )?;
     if current
         .and_then(|descriptor| our_digest(descriptor.digest()))
         .as_ref()

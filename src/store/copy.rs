@@ -4,7 +4,7 @@
 use std::ops::AddAssign;
 
 use futures_util::future::try_join_all;
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::{
     ManifestReference, Store, StoreError, StoredManifest, blob_stream, media_type, our_digest,
@@ -62,11 +62,10 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     /// Copies the manifest `digest` and everything it refers to. Anything the target already has is skipped;
     /// a manifest the target has is complete (registries refuse manifests whose content is missing).
     pub async fn copy_manifest(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
-        let present = self
-            .target
-            .head_manifest(self.to, ManifestReference::Digest(digest))
-            .await;
-        if let Some(present) = absent_when_unreadable(present)? {
+        if let Some(present) = self
+            .target_manifest(ManifestReference::Digest(digest))
+            .await?
+        {
             return Ok(CopyStats::skipped(present.size()));
         }
         let manifest = self.fetch(digest).await?;
@@ -115,10 +114,7 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             .await?;
         let tagged_digest = tagged.as_ref().map(StoredManifest::digest);
         if let (Some(manifest), Some(signature)) = (&tagged, &tagged_digest) {
-            let current = self
-                .target
-                .head_manifest(self.to, ManifestReference::Tag(&tag))
-                .await?;
+            let current = self.target_manifest(ManifestReference::Tag(&tag)).await?;
             if current
                 .and_then(|descriptor| our_digest(descriptor.digest()))
                 .as_ref()
@@ -127,8 +123,7 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
                 stats += CopyStats::skipped(manifest.bytes.len() as u64);
             } else {
                 stats += match self
-                    .target
-                    .head_manifest(self.to, ManifestReference::Digest(signature))
+                    .target_manifest(ManifestReference::Digest(signature))
                     .await?
                 {
                     Some(present) => CopyStats::skipped(present.size()),
@@ -150,6 +145,14 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             }
         }
         Ok(stats)
+    }
+
+    /// What the target holds under `reference`; see [`absent_when_unreadable`].
+    async fn target_manifest(
+        &self,
+        reference: ManifestReference<'_>,
+    ) -> Result<Option<Descriptor>, StoreError> {
+        absent_when_unreadable(self.target.head_manifest(self.to, reference).await)
     }
 
     /// Copies a blob of `size` bytes (as its descriptor says), unless the target has it: mounted within one
@@ -183,7 +186,7 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
 /// What a target says about an object it may hold, where a server error after every retry counts as "not
 /// there": a registry killed while writing can leave an object it answers 500 for until it is written again, and
 /// writing the same content-addressed bytes again is what repairs it.
-fn absent_when_unreadable<T>(
+pub fn absent_when_unreadable<T>(
     answer: Result<Option<T>, StoreError>,
 ) -> Result<Option<T>, StoreError> {
     match answer {
