@@ -125,6 +125,22 @@ pub struct PlatformData {
     pub is_unchanged: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<SignatureRecord>,
+    /// The attestation manifest the builder attached to the image (BuildKit's provenance and SBOM), listed
+    /// beside it in the image's index, signed and published with it (added by imagepipe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestationData>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// An attestation manifest: `unknown/unknown` in an index, annotated as describing one platform image.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationData {
+    /// `registry/repo@sha256:…` of the attestation manifest, named with the public registry.
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureRecord>,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -215,6 +231,10 @@ impl ImageInfo {
                     unique_in_order(&mut platform.simple_tags);
                     platform.signatures.sort();
                     platform.signatures.dedup();
+                    if let Some(attestation) = &mut platform.attestation {
+                        attestation.signatures.sort();
+                        attestation.signatures.dedup();
+                    }
                 }
                 image.platforms.sort_by_cached_key(PlatformData::identity);
             }
@@ -293,6 +313,10 @@ impl ImageInfo {
                 for (platform_index, entry) in image.platforms.iter().enumerate() {
                     let path = image_path.key("platforms").index(platform_index);
                     issues.extend(check_name(path.key("digest"), &entry.digest, repository));
+                    if let Some(attestation) = &entry.attestation {
+                        let path = path.key("attestation").key("digest");
+                        issues.extend(check_name(path, &attestation.digest, repository));
+                    }
                     check_platform(file, &path, entry, &mut issues);
                     if let Some(first) = identities.repeat_of(entry.identity(), &path) {
                         issues.push(Issue::new(
@@ -316,6 +340,8 @@ impl ImageInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestSlot {
     Platform(usize),
+    /// The attestation manifest of the platform at this index.
+    Attestation(usize),
     Index,
     /// A copy of the index under another repository name.
     Syndicated(usize),
@@ -341,6 +367,11 @@ impl DigestEntry {
             .index(self.image);
         match self.slot {
             DigestSlot::Platform(index) => image.key("platforms").index(index).key("digest"),
+            DigestSlot::Attestation(index) => image
+                .key("platforms")
+                .index(index)
+                .key("attestation")
+                .key("digest"),
             DigestSlot::Index => image.key("manifest").key("digest"),
             DigestSlot::Syndicated(index) => {
                 image.key("manifest").key("syndicatedDigests").index(index)
@@ -356,10 +387,14 @@ impl ImageInfo {
             .iter()
             .flat_map(|repo| &repo.images)
             .flat_map(|image| {
-                let platforms = image
-                    .platforms
-                    .iter()
-                    .map(|platform| platform.digest.as_str());
+                let platforms = image.platforms.iter().flat_map(|platform| {
+                    std::iter::once(platform.digest.as_str()).chain(
+                        platform
+                            .attestation
+                            .iter()
+                            .map(|attestation| attestation.digest.as_str()),
+                    )
+                });
                 let index = image.manifest.iter().flat_map(|manifest| {
                     std::iter::once(manifest.digest.as_str())
                         .chain(manifest.syndicated_digests.iter().map(String::as_str))
@@ -375,7 +410,7 @@ impl ImageInfo {
             .into_iter()
             .filter_map(|entry| {
                 let repository = match entry.slot {
-                    DigestSlot::Platform(_) | DigestSlot::Index => {
+                    DigestSlot::Platform(_) | DigestSlot::Attestation(_) | DigestSlot::Index => {
                         Some(self.repos[entry.repo].repo.as_str())
                             .filter(|repository| is_valid_repository(repository))
                     }
@@ -399,6 +434,9 @@ impl ImageInfo {
                 };
                 for (index, platform) in image_data.platforms.iter().enumerate() {
                     entries.push(entry(DigestSlot::Platform(index), &platform.digest));
+                    if let Some(attestation) = &platform.attestation {
+                        entries.push(entry(DigestSlot::Attestation(index), &attestation.digest));
+                    }
                 }
                 if let Some(manifest) = &image_data.manifest {
                     entries.push(entry(DigestSlot::Index, &manifest.digest));
@@ -420,6 +458,14 @@ impl ImageInfo {
             .get_mut(entry.image)?;
         match entry.slot {
             DigestSlot::Platform(index) => Some(&mut image.platforms.get_mut(index)?.signatures),
+            DigestSlot::Attestation(index) => Some(
+                &mut image
+                    .platforms
+                    .get_mut(index)?
+                    .attestation
+                    .as_mut()?
+                    .signatures,
+            ),
             DigestSlot::Index | DigestSlot::Syndicated(_) => {
                 Some(&mut image.manifest.as_mut()?.signatures)
             }

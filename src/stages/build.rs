@@ -17,10 +17,11 @@ use crate::build::{self, AnyBuilder, BuildRequest, BuilderChoice, PushTarget, St
 use crate::ci::{CiHost, RunIdentity, SourceRevision};
 use crate::files;
 use crate::inputs;
-use crate::model::image_info::PlatformData;
+use crate::model::image_info::{AttestationData, PlatformData};
 use crate::model::legs::{self, Filters, Leg, ManifestPosition};
 use crate::model::manifest::{Manifest, PlatformEntry};
 use crate::model::platform_record::dockerfile_path;
+use crate::model::reference::Digest;
 use crate::stages::fragment::{self, BuiltUnit, DeclaredAt};
 use crate::stages::{InvalidFlag, check_staging_prefix, summary};
 use crate::store::registry::{ClientSettings, RegistryClient, is_loopback};
@@ -311,7 +312,12 @@ async fn build_unit(
     )
     .await?;
     let source = SourceRevision::from_environment();
+    let public_name = |digest: &Digest| format!("{}/{repository}@{digest}", shared.public);
     let record = PlatformData {
+        attestation: image.attestation.as_ref().map(|digest| AttestationData {
+            digest: public_name(digest),
+            ..AttestationData::default()
+        }),
         created: image.created,
         layers: image.layers,
         base_image_digest: base_image_digest.or(built.base_image_digest),
@@ -319,10 +325,7 @@ async fn build_unit(
             .as_ref()
             .map(|source| source.file_url(&declared.display().to_string())),
         context_digest: Some(build::context_digest(&folder)?.to_string()),
-        ..PlatformData::declared(
-            entry,
-            format!("{}/{repository}@{}", shared.public, built.digest),
-        )
+        ..PlatformData::declared(entry, public_name(&image.image))
     };
     Ok((
         StagedImage {

@@ -14,7 +14,7 @@ use crate::model::manifest::Manifest;
 use crate::model::platform::{Platform, same_platform};
 use crate::model::reference::Digest;
 use crate::stages::stage_record;
-use crate::store::{AnyStore, ManifestReference, Store, StoreError, our_digest};
+use crate::store::{AnyStore, ManifestReference, Store, StoreError, attestation, our_digest};
 
 /// Where a platform stands in a manifest: `repos[repo].images[image].platforms[platform]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,8 +27,12 @@ pub struct DeclaredAt {
 /// What staging holds for a built digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
-    /// Layers in build order, of the platform image (of its child for the platform when the build pushed an
-    /// index with attestations).
+    /// The platform image: the digest read, or its child for the platform when the build pushed an index with
+    /// attestations.
+    pub image: Digest,
+    /// The attestation manifest that index lists for the image.
+    pub attestation: Option<Digest>,
+    /// Layers in build order, of the platform image.
     pub layers: Vec<Layer>,
     /// The config's `created`.
     pub created: Option<String>,
@@ -48,7 +52,8 @@ struct Config {
 }
 
 /// Reads back what staging holds under `digest`, which confirms the build pushed it. An index (a build with
-/// attestations) is read through its child for `platform`, or its first child that is not an attestation.
+/// attestations) is read through its child for `platform`, or its first child that is not an attestation, and
+/// the attestation manifest that describes that child.
 pub async fn read_built(
     store: &AnyStore,
     repository: &str,
@@ -59,44 +64,28 @@ pub async fn read_built(
     let manifest = get_manifest(store, repository, digest)
         .await
         .with_context(|| format!("confirming `{name}` in staging"))?;
-    let image = match serde_json::from_slice::<ImageManifest>(&manifest) {
-        Ok(image) => image,
-        Err(_) => {
-            let index: ImageIndex = serde_json::from_slice(&manifest)
-                .with_context(|| format!("`{name}` is neither an image nor an index"))?;
-            let child = index
-                .manifests()
-                .iter()
-                .filter(|child| {
-                    child
-                        .platform()
-                        .as_ref()
-                        .is_some_and(|platform| platform.os().to_string() != "unknown")
-                })
-                .find(|child| {
-                    platform.is_none_or(|wanted| {
-                        child.platform().as_ref().is_some_and(|found| {
-                            let found = Platform {
-                                os: found.os().to_string(),
-                                architecture: found.architecture().to_string(),
-                                variant: found.variant().clone(),
-                            };
-                            same_platform(wanted, &found, true)
-                        })
-                    })
-                })
-                .and_then(|child| our_digest(child.digest()))
-                .with_context(|| format!("`{name}` holds no image for the platform built"))?;
-            let bytes = get_manifest(store, repository, &child).await?;
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("the image of `{name}` is not an image manifest"))?
-        }
-    };
+    let (image_digest, attestation, image) =
+        match serde_json::from_slice::<ImageManifest>(&manifest) {
+            Ok(image) => (digest.clone(), None, image),
+            Err(_) => {
+                let index: ImageIndex = serde_json::from_slice(&manifest)
+                    .with_context(|| format!("`{name}` is neither an image nor an index"))?;
+                let child = platform_child(&index, platform)
+                    .with_context(|| format!("`{name}` holds no image for the platform built"))?;
+                let bytes = get_manifest(store, repository, &child).await?;
+                let image = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("the image of `{name}` is not an image manifest"))?;
+                let attestation = attestation_of(&index, &child);
+                (child, attestation, image)
+            }
+        };
     let config_digest = our_digest(image.config().digest())
         .with_context(|| format!("`{name}` has a config digest that is not sha256"))?;
     let config: Config = serde_json::from_slice(&store.get_blob(repository, &config_digest).await?)
         .with_context(|| format!("the config of `{name}` declares no os and architecture"))?;
     Ok(BuiltImage {
+        image: image_digest,
+        attestation,
         layers: image
             .layers()
             .iter()
@@ -112,6 +101,53 @@ pub async fn read_built(
             variant: config.variant.filter(|variant| !variant.is_empty()),
         },
     })
+}
+
+/// The index's image for `platform`, or its first image when no platform is wanted; attestations
+/// (`unknown/unknown`) are never one.
+fn platform_child(index: &ImageIndex, platform: Option<&Platform>) -> Option<Digest> {
+    index
+        .manifests()
+        .iter()
+        .filter(|child| {
+            child
+                .platform()
+                .as_ref()
+                .is_some_and(|platform| platform.os().to_string() != attestation::UNKNOWN)
+        })
+        .find(|child| {
+            platform.is_none_or(|wanted| {
+                child.platform().as_ref().is_some_and(|found| {
+                    let found = Platform {
+                        os: found.os().to_string(),
+                        architecture: found.architecture().to_string(),
+                        variant: found.variant().clone(),
+                    };
+                    same_platform(wanted, &found, true)
+                })
+            })
+        })
+        .and_then(|child| our_digest(child.digest()))
+}
+
+/// The attestation manifest an index lists for `image`, as BuildKit annotates it.
+fn attestation_of(index: &ImageIndex, image: &Digest) -> Option<Digest> {
+    index
+        .manifests()
+        .iter()
+        .find(|child| {
+            child.annotations().as_ref().is_some_and(|annotations| {
+                annotations
+                    .get(attestation::REFERENCE_TYPE)
+                    .map(String::as_str)
+                    == Some(attestation::ATTESTATION_MANIFEST)
+                    && annotations
+                        .get(attestation::REFERENCE_DIGEST)
+                        .map(String::as_str)
+                        == Some(image.as_str())
+            })
+        })
+        .and_then(|child| our_digest(child.digest()))
 }
 
 async fn get_manifest(

@@ -64,7 +64,7 @@ struct ImagePlan {
     target: Location,
     /// The repository path in the target.
     repository: String,
-    /// Platform digests with their simple tags.
+    /// Platform digests with their simple tags, and attestation manifests with none.
     platforms: Vec<(Digest, Vec<String>)>,
     /// The index digest with its shared tags.
     index: Option<(Digest, Vec<String>)>,
@@ -404,6 +404,8 @@ fn plan(
                 plan.platforms
                     .push((reference.digest, image.platforms[index].simple_tags.clone()));
             }
+            // Copied untagged: an index lists it, and an image without one still keeps its attestation.
+            DigestSlot::Attestation(_) => plan.platforms.push((reference.digest, Vec::new())),
             DigestSlot::Index => {
                 let tags = image
                     .manifest

@@ -13,7 +13,7 @@ use anyhow::Context;
 use crate::ci::{CiHost, RunIdentity, SourceRevision};
 use crate::files;
 use crate::inputs;
-use crate::model::image_info::PlatformData;
+use crate::model::image_info::{AttestationData, PlatformData};
 use crate::model::platform::PlatformIdentity;
 use crate::model::platform_record::dockerfile_path;
 use crate::model::reference::Digest;
@@ -145,7 +145,14 @@ pub async fn run(
         created: built.created.clone(),
         layers: built.layers.clone(),
         commit_url: SourceRevision::from_environment().map(|source| source.file_url(&wanted)),
-        ..PlatformData::declared(entry, format!("{public}/{repository}@{digest}"))
+        attestation: built
+            .attestation
+            .as_ref()
+            .map(|attestation| AttestationData {
+                digest: format!("{public}/{repository}@{attestation}"),
+                ..AttestationData::default()
+            }),
+        ..PlatformData::declared(entry, format!("{public}/{repository}@{}", built.image))
     };
     let info = fragment::fragment(
         &manifest,

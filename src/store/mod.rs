@@ -44,6 +44,19 @@ pub mod media_type {
     ];
 }
 
+/// How an index lists an attestation manifest (BuildKit's provenance and SBOM, as `buildx imagetools create`
+/// keeps them): platform `unknown/unknown`, annotated with the image it describes.
+pub mod attestation {
+    /// The annotation naming what kind of reference the entry is.
+    pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+    /// Its value for an attestation manifest.
+    pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+    /// The annotation naming the digest of the image the attestation describes.
+    pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+    /// The os and architecture an attestation's entry declares.
+    pub const UNKNOWN: &str = "unknown";
+}
+
 /// A manifest exactly as stored: its bytes are what was hashed, so they are pushed and copied unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredManifest {

@@ -282,6 +282,18 @@ async fn import_one(
     };
     let mut stats = copier.copy_manifest(&found.digest).await?;
     stats += copier.copy_signatures(&found.digest).await?;
+    // The index lists a carried-over image's attestation beside it, so it comes into staging too.
+    if let Some(attestation) = found
+        .previous
+        .and_then(|previous| previous.attestation.as_ref())
+    {
+        let reference: DigestReference = attestation
+            .digest
+            .parse()
+            .with_context(|| format!("reading the attestation of {}", import.name()))?;
+        stats += copier.copy_manifest(&reference.digest).await?;
+        stats += copier.copy_signatures(&reference.digest).await?;
+    }
     let record = match found.previous {
         Some(previous) => PlatformData {
             is_unchanged: true,

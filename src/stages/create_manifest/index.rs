@@ -1,5 +1,6 @@
-//! The index of one image: its children described from their configs, serialized without anything that varies
-//! between runs, and pushed under each shared tag that does not already point at it.
+//! The index of one image: its children described from their configs, each image's attestation manifest listed
+//! after the images as `buildx imagetools create` lists them, serialized without anything that varies between
+//! runs, and pushed under each shared tag that does not already point at it.
 
 use std::collections::HashMap;
 
@@ -11,9 +12,18 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::model::reference::Digest;
-use crate::store::{AnyStore, ManifestReference, Store, StoreError, StoredManifest, our_digest};
+use crate::store::{
+    AnyStore, ManifestReference, Store, StoreError, StoredManifest, attestation, our_digest,
+};
 
 use super::IndexMediaType;
+
+/// A platform image of an index, with the attestation manifest its build attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    pub image: Digest,
+    pub attestation: Option<Digest>,
+}
 
 /// The platform fields an image's config declares.
 #[derive(Deserialize)]
@@ -47,13 +57,8 @@ impl<'a> Describer<'a> {
         }
         let name = format!("{}/{repository}@{digest}", self.store.name());
         let manifest = self
-            .store
-            .get_manifest(repository, ManifestReference::Digest(digest))
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                store: self.store.name(),
-                reference: format!("{repository}@{digest}"),
-            })
+            .read(repository, digest)
+            .await
             .with_context(|| format!("reading platform image `{name}`"))?;
         let image: ImageManifest = serde_json::from_slice(&manifest.bytes)
             .with_context(|| format!("`{name}` is not an image manifest"))?;
@@ -79,19 +84,76 @@ impl<'a> Describer<'a> {
             .insert(digest.clone(), descriptor.clone());
         Ok(descriptor)
     }
+
+    /// The descriptor of the attestation manifest of `image`: platform `unknown/unknown`, annotated with the
+    /// image it describes.
+    pub async fn describe_attestation(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        image: &Digest,
+    ) -> anyhow::Result<Descriptor> {
+        let name = format!("{}/{repository}@{digest}", self.store.name());
+        let manifest = self
+            .read(repository, digest)
+            .await
+            .with_context(|| format!("reading the attestation manifest `{name}` of {image}"))?;
+        let mut descriptor = manifest.descriptor();
+        descriptor.set_platform(Some(
+            PlatformBuilder::default()
+                .architecture(Arch::from(attestation::UNKNOWN))
+                .os(Os::from(attestation::UNKNOWN))
+                .build()
+                .context("describing an attestation's platform")?,
+        ));
+        descriptor.set_annotations(Some(
+            [
+                (attestation::REFERENCE_DIGEST, image.as_str()),
+                (
+                    attestation::REFERENCE_TYPE,
+                    attestation::ATTESTATION_MANIFEST,
+                ),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+        ));
+        Ok(descriptor)
+    }
+
+    async fn read(&self, repository: &str, digest: &Digest) -> anyhow::Result<StoredManifest> {
+        Ok(self
+            .store
+            .get_manifest(repository, ManifestReference::Digest(digest))
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.store.name(),
+                reference: format!("{repository}@{digest}"),
+            })?)
+    }
 }
 
-/// The index over `children`, in their declared order. It holds no timestamp or annotation, so the same
-/// children always give the same bytes and digest.
+/// The index over `children`: the images in their declared order, then their attestation manifests in the
+/// same order. It holds no timestamp and no annotation of its own, so the same children always give the same
+/// bytes and digest.
 pub async fn build_index(
     describer: &Describer<'_>,
     repository: &str,
-    children: &[Digest],
+    children: &[Child],
     media_type: IndexMediaType,
 ) -> anyhow::Result<StoredManifest> {
-    let mut manifests = Vec::with_capacity(children.len());
+    let mut manifests = Vec::with_capacity(children.len() * 2);
     for child in children {
-        manifests.push(describer.describe(repository, child).await?);
+        manifests.push(describer.describe(repository, &child.image).await?);
+    }
+    for child in children {
+        if let Some(attestation) = &child.attestation {
+            manifests.push(
+                describer
+                    .describe_attestation(repository, attestation, &child.image)
+                    .await?,
+            );
+        }
     }
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)

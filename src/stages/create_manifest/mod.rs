@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use crate::ci::{CiHost, RunIdentity};
 use crate::files;
 use crate::inputs;
-use crate::model::image_info::{ImageInfo, ManifestData, PlatformData};
+use crate::model::image_info::{ImageInfo, ManifestData};
 use crate::model::ledger::Stage;
 use crate::model::manifest::Manifest;
 use crate::model::placement::place_images;
@@ -28,7 +28,7 @@ use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, Store, media_type, staging_repository};
 
 use imports::{Import, Published, Sources};
-use index::Describer;
+use index::{Child, Describer};
 
 /// Indexes built at once; each needs a few requests, which the client bounds on its own.
 const CONCURRENT_INDEXES: usize = 8;
@@ -71,7 +71,7 @@ struct Plan {
     image: usize,
     repository: String,
     shared_tags: Vec<String>,
-    children: Vec<Digest>,
+    children: Vec<Child>,
 }
 
 pub async fn run(
@@ -251,7 +251,14 @@ fn plan(
                 position.image == first && position.platform == platform_index
             });
             match built.map(|built| &image.platforms[built]) {
-                Some(platform) => children.push(digest_of(platform, file)?),
+                Some(platform) => children.push(Child {
+                    image: digest_of(&platform.digest, file)?,
+                    attestation: platform
+                        .attestation
+                        .as_ref()
+                        .map(|attestation| digest_of(&attestation.digest, file))
+                        .transpose()?,
+                }),
                 None => imports.push(Import {
                     repo: placed.repo,
                     image: placed.image,
@@ -271,9 +278,8 @@ fn plan(
     Ok((plans, imports))
 }
 
-fn digest_of(platform: &PlatformData, file: &Path) -> anyhow::Result<Digest> {
-    let reference: DigestReference = platform
-        .digest
+fn digest_of(reference: &str, file: &Path) -> anyhow::Result<Digest> {
+    let reference: DigestReference = reference
         .parse()
         .with_context(|| format!("reading `{}`", file.display()))?;
     Ok(reference.digest)
@@ -282,7 +288,7 @@ fn digest_of(platform: &PlatformData, file: &Path) -> anyhow::Result<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::image_info::ImageData;
+    use crate::model::image_info::{ImageData, PlatformData};
     use crate::model::manifest::{Image, PlatformEntry, Repo};
 
     fn image_of(platforms: Vec<PlatformData>) -> ImageData {
@@ -377,7 +383,7 @@ mod tests {
         let children: Vec<String> = plans[0]
             .children
             .iter()
-            .map(|digest| digest.hex()[..1].to_owned())
+            .map(|child| child.image.hex()[..1].to_owned())
             .collect();
         assert_eq!(children, ["a", "b"], "children follow the manifest's order");
     }

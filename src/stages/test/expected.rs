@@ -36,6 +36,8 @@ pub(super) struct ExpectedPlatform {
     /// As the manifest declares it; `None` when the manifest does not declare the repository.
     pub(super) declared: Option<Platform>,
     pub(super) simple_tags: Vec<String>,
+    /// The attestation manifest the index lists beside the image.
+    pub(super) attestation: Option<Digest>,
 }
 
 #[derive(Debug)]
@@ -129,6 +131,11 @@ pub(super) fn expectations(
                     recorded: platform.identity().platform(),
                     declared,
                     simple_tags: platform.simple_tags.clone(),
+                    attestation: platform
+                        .attestation
+                        .as_ref()
+                        .map(|attestation| digest_of(&attestation.digest))
+                        .transpose()?,
                 });
             }
             let index = match &image.manifest {

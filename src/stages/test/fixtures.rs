@@ -25,6 +25,7 @@ fn expected_platform(fill: char, text: &str, tags: &[&str]) -> ExpectedPlatform 
         recorded: platform(text),
         declared: Some(platform(text)),
         simple_tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+        attestation: None,
     }
 }
 
@@ -48,6 +49,7 @@ pub(super) fn entry(fill: char, text: &str) -> IndexEntry {
     IndexEntry {
         digest: digest(fill).to_string(),
         platform: Some(platform(text)),
+        attests: None,
     }
 }
 

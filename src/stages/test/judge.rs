@@ -4,10 +4,11 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::model::platform::same_platform;
+use crate::model::reference::Digest;
 use crate::stages::summary;
 
 use super::expected::{Expected, ExpectedIndex, ExpectedPlatform, platform_subject};
-use super::staging::{Found, Probe};
+use super::staging::{Found, IndexEntry, Probe};
 use super::{Check, CheckKind, Verdict};
 
 /// Judges what staging holds against what is expected: one check per platform image, tag and index, each once
@@ -142,15 +143,55 @@ fn judge_platform(image: &Expected, platform: &ExpectedPlatform, found: &Found) 
     }
 }
 
+/// Each recorded attestation listed once, annotated for its image, and no other entry listed as one.
+fn attestation_problems(recorded: &[&ExpectedPlatform], listed: &[&IndexEntry]) -> Vec<String> {
+    let listed_for = |entry: &IndexEntry, platform: &ExpectedPlatform| {
+        platform.attestation.as_ref().map(Digest::as_str) == Some(entry.digest.as_str())
+            && entry.attests.as_deref() == Some(platform.digest.as_str())
+    };
+    let mut problems = Vec::new();
+    for platform in recorded {
+        let Some(attestation) = &platform.attestation else {
+            continue;
+        };
+        match listed
+            .iter()
+            .filter(|entry| listed_for(entry, platform))
+            .count()
+        {
+            0 => problems.push(format!(
+                "lacks the attestation `{attestation}` of `{}`",
+                platform.digest
+            )),
+            1 => {}
+            count => problems.push(format!(
+                "lists the attestation `{attestation}` {count} times"
+            )),
+        }
+    }
+    for entry in listed {
+        if !recorded.iter().any(|platform| listed_for(entry, platform)) {
+            problems.push(format!(
+                "lists `{}` as the attestation of `{}`, which image-info does not record",
+                entry.digest,
+                entry.attests.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    problems
+}
+
 fn judge_index(image: &Expected, index: &ExpectedIndex, found: &HashMap<Probe, Found>) -> Verdict {
     let entries = match found.get(&image.index_probe(&index.digest)) {
         Some(Found::Index(entries)) => entries,
         Some(other) => return failed_as(other),
         None => return failed_as(&Found::Missing),
     };
+    let (attestations, entries): (Vec<&IndexEntry>, Vec<&IndexEntry>) =
+        entries.iter().partition(|entry| entry.attests.is_some());
     let mut problems = Vec::new();
     let mut listed: HashMap<&str, usize> = HashMap::new();
-    for entry in entries {
+    for entry in &entries {
         *listed.entry(entry.digest.as_str()).or_default() += 1;
     }
     let recorded: Vec<&ExpectedPlatform> = {
@@ -170,7 +211,7 @@ fn judge_index(image: &Expected, index: &ExpectedIndex, found: &HashMap<Probe, F
         }
     }
     let mut reported = HashSet::new();
-    for entry in entries {
+    for entry in &entries {
         if !reported.insert(entry.digest.as_str()) {
             continue;
         }
@@ -209,6 +250,7 @@ fn judge_index(image: &Expected, index: &ExpectedIndex, found: &HashMap<Probe, F
             _ => {}
         }
     }
+    problems.extend(attestation_problems(&recorded, &attestations));
     if let Some(declared) = &image.declared_shared_tags {
         let declared: BTreeSet<&String> = declared.iter().collect();
         let recorded: BTreeSet<&String> = index.shared_tags.iter().collect();
@@ -221,8 +263,12 @@ fn judge_index(image: &Expected, index: &ExpectedIndex, found: &HashMap<Probe, F
         }
     }
     if problems.is_empty() {
+        let attested = match attestations.len() {
+            0 => String::new(),
+            count => format!(" and {}", summary::count(count, "attestation")),
+        };
         Verdict::Passed(format!(
-            "lists exactly the {}",
+            "lists exactly the {}{attested}",
             summary::count(recorded.len(), "platform")
         ))
     } else {
@@ -364,6 +410,61 @@ mod tests {
                 assert!(failures.contains(fragment), "{case}: {failures}");
             }
         }
+    }
+
+    /// `image()` with attestations `e` and `f` for its platforms, and staging listing `listed` after them.
+    fn attested(listed: &[(char, char)]) -> Vec<String> {
+        let mut image = image();
+        image.platforms[0].attestation = Some(digest('e'));
+        image.platforms[1].attestation = Some(digest('f'));
+        let mut found = good_staging(&image);
+        let mut entries = vec![entry('a', "linux/amd64"), entry('b', "linux/arm64/v8")];
+        for (attestation, image) in listed {
+            entries.push(IndexEntry {
+                digest: digest(*attestation).to_string(),
+                platform: Some(platform("unknown/unknown")),
+                attests: Some(digest(*image).to_string()),
+            });
+        }
+        found.insert(image.index_probe(&digest('c')), Found::Index(entries));
+        let checks = judge(std::slice::from_ref(&image), &found);
+        let index = checks
+            .iter()
+            .find(|check| check.kind == CheckKind::Index)
+            .expect("an index check");
+        assert_eq!(checks.len(), 7, "attestations are no platform checks");
+        match &index.verdict {
+            Verdict::Passed(text) => vec![text.clone()],
+            _ => failures(&checks),
+        }
+    }
+
+    #[test]
+    fn attestations_are_listed_once_for_their_image_and_not_counted_as_platforms() {
+        assert_eq!(
+            attested(&[('e', 'a'), ('f', 'b')]),
+            ["lists exactly the 2 platforms and 2 attestations"]
+        );
+        let missing = attested(&[('e', 'a')]).join("\n");
+        assert!(
+            missing.contains(&format!(
+                "lacks the attestation `{}` of `{}`",
+                digest('f'),
+                digest('b')
+            )),
+            "{missing}"
+        );
+        let crossed = attested(&[('e', 'b'), ('f', 'b')]).join("\n");
+        assert!(
+            crossed.contains(&format!(
+                "lists `{}` as the attestation of `{}`, which image-info does not record",
+                digest('e'),
+                digest('b')
+            )),
+            "{crossed}"
+        );
+        let twice = attested(&[('e', 'a'), ('e', 'a'), ('f', 'b')]).join("\n");
+        assert!(twice.contains("2 times"), "{twice}");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use serde::Deserialize;
 
 use crate::model::platform::{Platform, canonical_architecture, canonical_os};
 use crate::model::reference::Digest;
-use crate::store::{AnyStore, ManifestReference, Store, StoreError, media_type, our_digest};
+use crate::store::{
+    AnyStore, ManifestReference, Store, StoreError, attestation, media_type, our_digest,
+};
 
 /// Objects read from staging at once; each is one or two small requests, which the client bounds on its own.
 const CONCURRENT_CHECKS: usize = 8;
@@ -40,6 +42,8 @@ pub(super) enum Found {
 pub(super) struct IndexEntry {
     pub(super) digest: String,
     pub(super) platform: Option<Platform>,
+    /// For an attestation manifest: the image it is annotated to describe.
+    pub(super) attests: Option<String>,
 }
 
 /// The parts of an image manifest the checks read.
@@ -53,6 +57,23 @@ struct DescriptorBody {
     digest: String,
     #[serde(default)]
     platform: Option<PlatformBody>,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+impl DescriptorBody {
+    /// The image an attestation entry describes; `None` for any other entry.
+    fn attests(&mut self) -> Option<String> {
+        let kind = self.annotations.get(attestation::REFERENCE_TYPE)?;
+        if kind != attestation::ATTESTATION_MANIFEST {
+            return None;
+        }
+        Some(
+            self.annotations
+                .remove(attestation::REFERENCE_DIGEST)
+                .unwrap_or_default(),
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -190,7 +211,8 @@ async fn read_index(
         Ok(body) => Found::Index(
             body.manifests
                 .into_iter()
-                .map(|entry| IndexEntry {
+                .map(|mut entry| IndexEntry {
+                    attests: entry.attests(),
                     digest: entry.digest,
                     platform: entry.platform.map(Platform::from),
                 })
