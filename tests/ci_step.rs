@@ -116,6 +116,13 @@ fn succeeded(stage: &str, step: &Step) {
     assert_eq!(step.outputs["stage"], stage);
 }
 
+fn borrowed(inputs: &[(String, String)]) -> Vec<(&str, &str)> {
+    inputs
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 fn list(step: &Step, output: &str) -> Vec<String> {
     serde_json::from_str(&step.outputs[output]).expect("a JSON list")
 }
@@ -181,16 +188,11 @@ fn a_release_runs_step_by_step_from_github_inputs() {
             ("cosign-password".to_owned(), COSIGN_PASSWORD.to_owned()),
         ]
     };
-    let borrowed = |inputs: &[(String, String)]| -> Vec<(String, String)> { inputs.to_vec() };
-    let inputs = borrowed(&sign_inputs(
+    let inputs = sign_inputs(
         &create_manifest.outputs["image-info"],
         &create_manifest.outputs["image-info-sha256"],
-    ));
-    let pairs: Vec<(&str, &str)> = inputs
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    let sign = runner.github(Some("sign"), &pairs);
+    );
+    let sign = runner.github(Some("sign"), &borrowed(&inputs));
     succeeded("sign", &sign);
     assert_eq!(
         sign.ran.stdout.lines().next(),
@@ -299,11 +301,7 @@ fn a_release_runs_step_by_step_from_github_inputs() {
         runner.path("post-build.json").to_str().expect("UTF-8"),
         &post_build.outputs["image-info-sha256"],
     );
-    let pairs: Vec<(&str, &str)> = stale
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    let refused = runner.github(Some("sign"), &pairs);
+    let refused = runner.github(Some("sign"), &borrowed(&stale));
     assert_eq!(refused.ran.code, Some(3), "{}", refused.ran.stderr);
     assert!(
         refused.ran.stdout.contains("::error"),
