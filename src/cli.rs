@@ -118,6 +118,34 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of manifest.json or image-info.json
     Schema(SchemaArgs),
+    /// Run as a GitHub Action or Azure Pipelines step, or generate the files that declare the steps
+    #[command(subcommand)]
+    Ci(CiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Run one stage from the CI host's `INPUT_*` variables (what the action and the task run)
+    Step(StepArgs),
+    /// Write action.yml, dist/<stage>/, the Azure task.json and docs/inputs.md from the stages' declarations
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// The stage; read from the `stage` input when not given
+    pub stage: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The repository to write into
+    #[arg(long, value_name = "DIR", default_value = ".", env = "IMAGEPIPE_ROOT")]
+    pub root: PathBuf,
+
+    /// Write nothing; fail, naming them, when generated files differ from what the declarations make
+    #[arg(long, env = "IMAGEPIPE_CHECK")]
+    pub check: bool,
 }
 
 /// How a manifest is read: the file, and values for its `$(name)` references.

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::action;
 use crate::build::BuilderChoice;
 use crate::ci::{self, CiHost, HostKind, RunIdentity};
 use crate::cli::{
-    BuilderKind, Cli, Command, FilterArgs, IndexKind, MatrixArgs, MatrixFormat, RegistryArgs,
-    SchemaFormat, SignatureModeArg, StagingArgs, VariableArgs,
+    BuilderKind, CiCommand, Cli, Command, FilterArgs, IndexKind, MatrixArgs, MatrixFormat,
+    RegistryArgs, SchemaFormat, SignatureModeArg, StagingArgs, VariableArgs,
 };
 use crate::model::legs::Filters;
 use crate::sign::keys::KeySource;
@@ -296,6 +297,12 @@ async fn run_command(cli: Cli, host: &mut dyn CiHost) -> anyhow::Result<()> {
                 variables: variables(arguments.variables, &run),
             };
             validate::run(settings)
+        }
+        Command::Ci(CiCommand::Step(arguments)) => {
+            action::step::run(arguments.stage.as_deref(), host)
+        }
+        Command::Ci(CiCommand::Generate(arguments)) => {
+            action::generate::run(&arguments.root, arguments.check)
         }
         Command::Schema(arguments) => {
             let format = match arguments.format {

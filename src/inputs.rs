@@ -56,7 +56,7 @@ impl InputError {
                     .to_owned(),
             ),
             Self::Changed { .. } => Some(
-                "pass the image-info artifact of the previous stage unchanged, or drop `--expect-sha256`".to_owned(),
+                "pass the image-info artifact of the previous stage unchanged, or drop `--expect-sha256` (the input `expect-image-info-sha256`)".to_owned(),
             ),
             _ => None,
         }

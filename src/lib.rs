@@ -1,5 +1,6 @@
 //! imagepipe: a multi-architecture container image release pipeline in typed stages.
 
+pub mod action;
 pub mod build;
 pub mod ci;
 pub mod cli;

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::action::step::StageExited;
 use crate::build::BuildError;
 use crate::build::dependencies::DependencyError;
 use crate::ci::CiHost;
@@ -47,6 +48,8 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
         if let Some(input) = cause.downcast_ref::<InputError>() {
             let outcome = match input {
                 InputError::File(FileError::Write { .. }) => Outcome::RuntimeFailure,
+                // The file is well-formed but not the one the previous stage handed on.
+                InputError::Changed { .. } => Outcome::PreconditionFailed,
                 _ => Outcome::InvalidInput,
             };
             return Diagnosis {
@@ -136,6 +139,10 @@ pub fn diagnose(error: &anyhow::Error) -> Diagnosis {
 
 /// Reports `error` once through the CI host and returns the exit code.
 pub fn report(error: &anyhow::Error, host: &mut dyn CiHost) -> ExitCode {
+    // A CI step's stage has reported its own failure; the step only passes its exit code on.
+    if let Some(exited) = error.downcast_ref::<StageExited>() {
+        return ExitCode::from(exited.code);
+    }
     let diagnosis = diagnose(error);
     host.error(&format!("{error:#}"), None);
     if diagnosis.issues.len() > 1 {

@@ -97,14 +97,19 @@ fn mask(commands: &CommandWriter, secret: &str) {
 
 /// One entry of the `GITHUB_OUTPUT` file; multi-line values use the heredoc form with a delimiter absent from
 /// the value.
+/// `name<<DELIMITER`, the value, `DELIMITER`: with a random delimiter that does not occur in the value, no value
+/// (one a registry or a file supplied) can end the entry early and set another output.
 fn output_entry(name: &str, value: &str) -> String {
-    if !value.contains('\n') && !value.contains('\r') {
-        return format!("{name}={value}\n");
-    }
-    let mut delimiter = String::from("IMAGEPIPE_EOF");
-    while value.contains(&delimiter) {
-        delimiter.push('_');
-    }
+    let delimiter = loop {
+        let delimiter = format!(
+            "ghadelimiter_{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        );
+        if !value.contains(&delimiter) {
+            break delimiter;
+        }
+    };
     format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
 }
 
@@ -142,10 +147,15 @@ mod tests {
         host.end_group();
         host.mask("s3cret");
         host.summary("| a |").expect("summary");
-        assert_eq!(
-            std::fs::read_to_string(&output).expect("output file"),
-            "image-info=out/image-info.json\nnotes<<IMAGEPIPE_EOF\ntwo\nlines\nIMAGEPIPE_EOF\n"
-        );
+        let written = std::fs::read_to_string(&output).expect("output file");
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), 7, "{written}");
+        let delimiter = lines[0].strip_prefix("image-info<<").expect("a heredoc");
+        assert!(delimiter.starts_with("ghadelimiter_") && delimiter.len() > 40);
+        assert_eq!(lines[1..3], ["out/image-info.json", delimiter]);
+        let other = lines[3].strip_prefix("notes<<").expect("a heredoc");
+        assert_ne!(other, delimiter, "each entry has its own delimiter");
+        assert_eq!(lines[4..], ["two", "lines", other]);
         assert_eq!(
             std::fs::read_to_string(&summary).expect("summary file"),
             "| a |\n"

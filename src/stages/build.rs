@@ -152,8 +152,9 @@ pub async fn run(
             file.display()
         );
     }
-    host.set_output("fragments", &fragments.display().to_string())
-        .context("setting the step output `fragments`")?;
+    host.set_output("stage", "build")
+        .and_then(|()| host.set_output("fragments", &fragments.display().to_string()))
+        .context("setting the step outputs")?;
     Ok(())
 }
 

@@ -76,6 +76,18 @@ pub fn finish_with_outputs(
     Ok(())
 }
 
+/// Sets a step output that lists things, as a JSON array of strings.
+pub fn set_list_output(
+    host: &mut dyn crate::ci::CiHost,
+    name: &str,
+    items: &[String],
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let json = serde_json::to_string(items).context("encoding a list output")?;
+    host.set_output(name, &json)
+        .with_context(|| format!("setting the step output `{name}`"))
+}
+
 /// A stage refusing to run because a precondition is not met (exit code 3): what is missing, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

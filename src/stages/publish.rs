@@ -27,7 +27,8 @@ use crate::model::ledger::Stage;
 use crate::model::published::merge_into_published;
 use crate::model::reference::{Digest, DigestReference};
 use crate::stages::{
-    InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, stage_record, summary,
+    InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record,
+    summary,
 };
 use crate::store::copy::{Copier, CopyStats, absent_when_unreadable};
 use crate::store::registry::{ClientSettings, RegistryClient};
@@ -196,10 +197,12 @@ pub async fn run(
         });
 
     let (mut tags_set, mut tags_unchanged) = (0, 0);
+    let mut published_tags = Vec::new();
     for (done, plan) in plans.iter().enumerate() {
         let target = AnyStore::open(&plan.target, &client);
         let (mut set_here, mut unchanged_here) = (0, 0);
         for (tag, digest) in plan.tags() {
+            published_tags.push(format!("{}/{}:{tag}", plan.target, plan.repository));
             let set = set_tag(&target, &plan.repository, tag, digest)
                 .await
                 .with_context(|| format!("tagging `{}/{}:{tag}`", plan.target, plan.repository))?;
@@ -233,6 +236,7 @@ pub async fn run(
         stats.bytes_skipped,
         client.request_count()
     );
+    set_list_output(host, "published-tags", &published_tags)?;
     finish_with_outputs(host, Stage::Publish, &output, &digest, &info)
 }
 

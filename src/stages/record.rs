@@ -170,7 +170,8 @@ pub async fn run(
         summary::count(declared_at.len(), "image"),
         output.display()
     );
-    host.set_output("fragment", &output.display().to_string())
-        .context("setting the step output `fragment`")?;
+    host.set_output("stage", "record")
+        .and_then(|()| host.set_output("fragment", &output.display().to_string()))
+        .context("setting the step outputs")?;
     Ok(())
 }

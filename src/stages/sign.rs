@@ -25,7 +25,9 @@ use crate::model::placement::place_images;
 use crate::model::reference::{Digest, DigestReference};
 use crate::sign::keys::{KeySource, SigningKey};
 use crate::sign::signer::{Added, SignError, Signer, Storage};
-use crate::stages::{Refusal, check_staging_prefix, finish_with_outputs, stage_record, summary};
+use crate::stages::{
+    Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record, summary,
+};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
 
@@ -211,6 +213,12 @@ pub async fn run(
         total - added,
         client.request_count()
     );
+    let signed: Vec<String> = info
+        .digest_entries()
+        .into_iter()
+        .map(|entry| entry.reference)
+        .collect();
+    set_list_output(host, "signed", &signed)?;
     finish_with_outputs(host, Stage::Sign, &output, &digest, &info)
 }
 

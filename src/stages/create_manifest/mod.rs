@@ -23,7 +23,9 @@ use crate::model::ledger::Stage;
 use crate::model::manifest::Manifest;
 use crate::model::placement::place_images;
 use crate::model::reference::{Digest, DigestReference};
-use crate::stages::{check_staging_prefix, finish_with_outputs, stage_record, summary};
+use crate::stages::{
+    check_staging_prefix, finish_with_outputs, set_list_output, stage_record, summary,
+};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, Store, media_type, staging_repository};
 
@@ -169,10 +171,12 @@ pub async fn run(
 
     let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let (mut indexes_pushed, mut tags_pushed) = (0, 0);
+    let mut references = Vec::with_capacity(indexes.len());
     for (plan, digest, pushed) in indexes {
         indexes_pushed += usize::from(pushed > 0);
         tags_pushed += pushed;
         let reference = format!("{public_registry}/{}@{digest}", plan.repository);
+        references.push(reference.clone());
         let image = &mut info.repos[plan.repo].images[plan.image];
         record_index(&mut image.manifest, reference, &plan.shared_tags, &created);
     }
@@ -196,6 +200,7 @@ pub async fn run(
         staging_store.name(),
         client.request_count()
     );
+    set_list_output(host, "indexes", &references)?;
     finish_with_outputs(host, Stage::CreateManifest, &output, &digest, &info)
 }
 

@@ -95,7 +95,8 @@ pub async fn run(settings: Settings, host: &mut dyn CiHost) -> anyhow::Result<()
 
     let matrix = output::matrix(format, &legs).to_string();
     println!("{matrix}");
-    host.set_output("matrix", &matrix)
+    host.set_output("stage", "matrix")
+        .and_then(|()| host.set_output("matrix", &matrix))
         .and_then(|()| host.set_output("leg-count", &legs.len().to_string()))
         .and_then(|()| host.set_output("cached", &output::cached_list(&cached).to_string()))
         .context("setting the step outputs")?;
