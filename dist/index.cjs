@@ -90,15 +90,19 @@ function errorLine(host, message) {
   }
 }
 
-/** The line that tells `host` to mask `secret` in every later log line, or undefined where nothing masks. */
-function maskLine(host, secret) {
+/**
+ * The lines that tell `host` to mask `secret` in every later log line (none where nothing masks). Both runners
+ * mask line by line, so a secret of several lines is masked a line at a time, as the binary does.
+ */
+function maskLines(host, secret) {
+  const lines = secret.split(/\r?\n/).filter((line) => line.trim() !== '');
   switch (host) {
     case 'github':
-      return `::add-mask::${escapeGithubData(secret)}`;
+      return lines.map((line) => `::add-mask::${escapeGithubData(line)}`);
     case 'azure':
-      return `##vso[task.setsecret]${escapeAzureData(secret)}`;
+      return lines.map((line) => `##vso[task.setsecret]${escapeAzureData(line)}`);
     default:
-      return undefined;
+      return [];
   }
 }
 
@@ -629,8 +633,7 @@ async function runStep(stage, { env = process.env, shimDirectory = __dirname } =
   try {
     // First, before anything is downloaded or started: the password must be masked before any line can hold it.
     const credentials = await serviceConnectionCredentials(env, async (secret) => {
-      const line = maskLine(host, secret);
-      if (line !== undefined) await emit(line);
+      for (const line of maskLines(host, secret)) await emit(line);
     });
     let childEnv = env;
     if (credentials !== undefined) {
@@ -667,7 +670,7 @@ module.exports = {
   ShimError,
   detectHost,
   errorLine,
-  maskLine,
+  maskLines,
   escapeGithubData,
   escapeAzureData,
   normaliseInputName,

@@ -42,9 +42,13 @@ test("error and mask lines are each host's, with its escaping", () => {
   assert.equal(shim.errorLine('github', message), '::error::100%25 wrong%0D%0Asecond line');
   assert.equal(shim.errorLine('azure', message), '##vso[task.logissue type=error]100%AZP25 wrong%0D%0Asecond line');
   assert.equal(shim.errorLine('local', 'plain'), 'error: plain');
-  assert.equal(shim.maskLine('github', 'p%ss;]'), '::add-mask::p%25ss;]');
-  assert.equal(shim.maskLine('azure', 'p%ss;]'), '##vso[task.setsecret]p%AZP25ss;]');
-  assert.equal(shim.maskLine('local', 'secret'), undefined);
+  assert.deepEqual(shim.maskLines('github', 'p%ss;]'), ['::add-mask::p%25ss;]']);
+  assert.deepEqual(shim.maskLines('azure', 'p%ss;]'), ['##vso[task.setsecret]p%AZP25ss;]']);
+  assert.deepEqual(shim.maskLines('azure', 'line one\r\n\nline two\n'), [
+    '##vso[task.setsecret]line one',
+    '##vso[task.setsecret]line two',
+  ]);
+  assert.deepEqual(shim.maskLines('local', 'secret'), []);
 });
 
 test("each runner's OS and CPU has its cargo-dist target", () => {
