@@ -8,12 +8,17 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { test } = require('node:test');
 
+const { execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
+
 const { REPO_ROOT, SHIM, assertNoSecret, readRecord, tempDir, writeFakeBinary } = require('./helpers.cjs');
 
 const TASK_DIRECTORY = path.join(REPO_ROOT, 'azure-task', 'ImagePipeV1');
 const TASK = path.join(TASK_DIRECTORY, 'index.cjs');
 const MOCK = path.join(__dirname, 'fixtures', 'azure-task-mock.cjs');
 const TIMEOUT = { timeout: 300_000 };
+const BINARY = path.resolve(process.env.IMAGEPIPE_BIN || path.join(REPO_ROOT, 'target', 'debug', 'imagepipe'));
+const EXAMPLE = path.join(REPO_ROOT, 'examples', 'post-build');
 
 /** A module of azure-pipelines-task-lib, from NODE_PATH or the tools dir scripts/node-tests.sh installs it in. */
 function taskLibModule(subpath) {
@@ -123,4 +128,69 @@ test('a binary that is not there is an error issue of the task', TIMEOUT, async 
   // MockTestRunner collects `task.issue`, the name task-lib writes; the documented `task.logissue` is the same
   // command to the agent, so it is read here from the log.
   assert.match(runner.stdout, new RegExp(`^##vso\\[task\\.logissue type=error\\]input 'imagepipe-path': \`${missing}\` is not a file$`, 'm'));
+});
+
+/** The output variables in the task's log, as task-lib's own command parser reads them. */
+function outputVariables(runner) {
+  const { commandFromString } = require(taskLibModule('taskcommand'));
+  const variables = {};
+  for (const line of runner.stdout.split('\n')) {
+    const start = line.indexOf('##vso[task.setvariable ');
+    if (start === -1) continue;
+    const command = commandFromString(line.slice(start));
+    assert.equal(command.properties.isoutput, 'true', line);
+    variables[command.properties.variable] = command.message;
+  }
+  return variables;
+}
+
+test('the real binary under MockTestRunner: post-build sets its outputs, as task-lib reads them', TIMEOUT, async (t) => {
+  assert.ok(fs.existsSync(BINARY), `no imagepipe binary at \`${BINARY}\`: run \`cargo build\`, or set IMAGEPIPE_BIN`);
+  const work = tempDir(t);
+  const output = path.join(work, 'image-info.json');
+
+  const runner = await runTask({
+    stage: 'post-build',
+    manifest: path.join(EXAMPLE, 'manifest.json'),
+    fragments: path.join(EXAMPLE, 'fragments'),
+    output,
+    imagepipePath: BINARY,
+  });
+
+  assert.ok(runner.succeeded, describeRun(runner));
+  const variables = outputVariables(runner);
+  assert.deepEqual(Object.keys(variables).sort(), ['image_info', 'image_info_sha256', 'stage']);
+  assert.equal(variables.stage, 'post-build');
+  assert.equal(path.resolve(variables.image_info), output);
+  assert.equal(variables.image_info_sha256, crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex'));
+});
+
+test('the real binary under MockTestRunner: sign fed post-build\'s image-info fails the task, exit 3', TIMEOUT, async (t) => {
+  assert.ok(fs.existsSync(BINARY), `no imagepipe binary at \`${BINARY}\`: run \`cargo build\`, or set IMAGEPIPE_BIN`);
+  const work = tempDir(t);
+  const imageInfo = path.join(work, 'image-info.json');
+  execFileSync(BINARY, ['post-build', '--manifest', path.join(EXAMPLE, 'manifest.json'), '--fragments', path.join(EXAMPLE, 'fragments'), '--output', imageInfo], { stdio: 'ignore', timeout: 60_000 });
+  const password = 'mock-runner cosign password';
+  execFileSync(BINARY, ['generate-key', '--output-prefix', path.join(work, 'cosign')], { env: { PATH: process.env.PATH, COSIGN_PASSWORD: password }, stdio: 'ignore', timeout: 60_000 });
+
+  const runner = await runTask({
+    stage: 'sign',
+    imageInfo,
+    key: path.join(work, 'cosign.key'),
+    cosignPassword: password,
+    stagingRegistry: `oci:${path.join(work, 'staging')}`,
+    imagepipePath: BINARY,
+  });
+
+  assert.ok(runner.failed, describeRun(runner));
+  assert.match(runner.stdout, /^##vso\[task\.complete result=Failed;\]the imagepipe step failed with exit code 3$/m, describeRun(runner));
+  const { commandFromString } = require(taskLibModule('taskcommand'));
+  const issues = runner.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('##vso[task.logissue'))
+    .map((line) => commandFromString(line));
+  assert.equal(issues.length, 1, describeRun(runner));
+  assert.equal(issues[0].properties.type, 'error');
+  assert.match(issues[0].message, /create-manifest/);
+  assertNoSecret(runner.stdout + runner.stderr, password, 'the task log');
 });

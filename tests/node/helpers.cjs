@@ -133,13 +133,13 @@ function shimCopy(directory, manifest, stages = []) {
 }
 
 /**
- * Runs `node script` as a runner starts a JavaScript step, with exactly `env`, `input` on standard input, and
- * collects its output. Resolves to `{code, signal, stdout, stderr, lines}`; a run past `timeoutMs` is killed and
+ * Runs `node script` as a runner starts a JavaScript step, with exactly `env`, in `cwd`, `input` on standard
+ * input, and collects its output. Resolves to `{code, signal, stdout, stderr, lines}`; a run past `timeoutMs` is killed and
  * fails the test. `onStdout` sees each chunk of output as it comes, with the child.
  */
-function runNode(t, script, { env, input = '', timeoutMs = RUN_TIMEOUT_MS, onStdout, args = [] } = {}) {
+function runNode(t, script, { env, input = '', timeoutMs = RUN_TIMEOUT_MS, onStdout, args = [], cwd } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     t.after(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
