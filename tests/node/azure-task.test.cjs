@@ -82,6 +82,9 @@ test('the task runs `ci step` with the inputs as the agent names them and a serv
     {
       TF_BUILD: 'True',
       AGENT_TEMPDIRECTORY: work,
+      // Nothing of this machine's own Docker config joins the temporary one.
+      HOME: work,
+      DOCKER_CONFIG: null,
       FAKE_RECORD: record,
       [`ENDPOINT_AUTH_${endpoint}`]: JSON.stringify({
         parameters: { username: 'mock-user', password, registry: 'staging.example.com' },
@@ -155,7 +158,7 @@ test('the real binary under MockTestRunner: post-build sets its outputs, as task
     fragments: path.join(EXAMPLE, 'fragments'),
     output,
     imagepipePath: BINARY,
-  });
+  }, { AGENT_TEMPDIRECTORY: work });
 
   assert.ok(runner.succeeded, describeRun(runner));
   const variables = outputVariables(runner);
@@ -163,6 +166,11 @@ test('the real binary under MockTestRunner: post-build sets its outputs, as task
   assert.equal(variables.stage, 'post-build');
   assert.equal(path.resolve(variables.image_info), output);
   assert.equal(variables.image_info_sha256, crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex'));
+  const summaries = runner.stdout.split('\n').filter((line) => line.startsWith('##vso[task.uploadsummary]'));
+  assert.equal(summaries.length, 1, describeRun(runner));
+  const summary = summaries[0].slice('##vso[task.uploadsummary]'.length);
+  assert.equal(path.dirname(summary), work, 'the summary is written in the agent\'s temp folder');
+  assert.match(fs.readFileSync(summary, 'utf8'), /imagepipe post-build/);
 });
 
 test('the real binary under MockTestRunner: sign fed post-build\'s image-info fails the task, exit 3', TIMEOUT, async (t) => {
@@ -180,7 +188,7 @@ test('the real binary under MockTestRunner: sign fed post-build\'s image-info fa
     cosignPassword: password,
     stagingRegistry: `oci:${path.join(work, 'staging')}`,
     imagepipePath: BINARY,
-  });
+  }, { AGENT_TEMPDIRECTORY: work });
 
   assert.ok(runner.failed, describeRun(runner));
   assert.match(runner.stdout, /^##vso\[task\.complete result=Failed;\]the imagepipe step failed with exit code 3$/m, describeRun(runner));
