@@ -228,20 +228,21 @@ async function findBinary(env, shimDirectory) {
   const manifest = readManifest(shimDirectory);
   const directory = toolCacheDirectory(toolCacheRoot(env), manifest.version);
   const binary = path.join(directory, binaryName());
-  if (isFile(binary)) return binary;
+  if (!isFile(binary)) await installRelease(env, manifest, directory);
+  return binary;
+}
 
+/** Downloads the release archive manifest.json pins for this machine, checks it, and unpacks it into `directory`. */
+async function installRelease(env, manifest, directory) {
+  const giveIt = "give the binary with the input 'imagepipe-path' or IMAGEPIPE_BIN";
   const target = releaseTarget(process.platform, process.arch);
   if (target === undefined) {
-    throw new ShimError(
-      `imagepipe has no release binary for ${process.platform} ${process.arch}; ` +
-        "give one with the input 'imagepipe-path' or IMAGEPIPE_BIN",
-    );
+    throw new ShimError(`imagepipe has no release binary for ${process.platform} ${process.arch}; ${giveIt}`);
   }
   const archive = manifest.archives[target];
   if (!archive || typeof archive.file !== 'string' || typeof archive.sha256 !== 'string') {
     throw new ShimError(
-      `\`${manifest.file}\` pins no release archive of imagepipe ${manifest.version} for \`${target}\`; ` +
-        "give the binary with the input 'imagepipe-path' or IMAGEPIPE_BIN",
+      `\`${manifest.file}\` pins no release archive of imagepipe ${manifest.version} for \`${target}\`; ${giveIt}`,
     );
   }
   const base = (env.IMAGEPIPE_DOWNLOAD_BASE || manifest.downloadBase || '').replace(/\/+$/, '');
@@ -254,21 +255,18 @@ async function findBinary(env, shimDirectory) {
   if (found !== archive.sha256.toLowerCase()) {
     throw new ShimError(`checksum mismatch for ${url}: expected sha256 ${archive.sha256}, found sha256 ${found}`);
   }
-  installAtomically(releaseFiles(readTar(gunzip(bytes, url)), binaryName()), directory, binaryName());
+  let files;
+  try {
+    files = releaseFiles(readTar(zlib.gunzipSync(bytes)), binaryName());
+  } catch (error) {
+    throw new ShimError(`unpacking ${url}: ${error.message}`);
+  }
+  installAtomically(files, directory, binaryName());
   note(`installed imagepipe ${manifest.version} in ${directory}`);
-  return binary;
 }
 
 function sha256(bytes) {
   return crypto.createHash('sha256').update(bytes).digest('hex');
-}
-
-function gunzip(bytes, url) {
-  try {
-    return zlib.gunzipSync(bytes);
-  } catch (error) {
-    throw new ShimError(`unpacking ${url}: ${error.message}`);
-  }
 }
 
 /** GET `url` into memory, following redirects (GitHub sends release assets from another host). */

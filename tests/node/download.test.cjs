@@ -160,3 +160,20 @@ test('installing atomically: a version another job installed meanwhile is kept, 
   assert.equal(fs.readFileSync(path.join(directory, 'imagepipe'), 'utf8'), 'the first install');
   assert.deepEqual(fs.readdirSync(path.dirname(directory)).sort(), ['x64', 'x64.complete']);
 });
+
+test('an archive that matches its checksum but is no tar.gz is refused in one line naming the URL', TIMEOUT, async (t) => {
+  const work = tempDir(t);
+  const notAnArchive = Buffer.from('<html>a proxy error page</html>');
+  const server = await releaseServer(t, notAnArchive);
+  const script = shimCopy(path.join(work, 'dist'), manifest(sha256(notAnArchive)));
+  const toolCache = path.join(work, 'tool-cache');
+  const env = baseEnv(t, { GITHUB_ACTIONS: 'true', RUNNER_TOOL_CACHE: toolCache, IMAGEPIPE_DOWNLOAD_BASE: server.url });
+
+  const result = await runNode(t, script, { env });
+
+  assert.equal(result.code, 1, describe(result));
+  const errors = errorAnnotations(result.stdout);
+  assert.equal(errors.length, 1, describe(result));
+  assert.ok(errors[0].startsWith(`::error::unpacking ${server.url}/v${VERSION}/${FILE}: `), errors[0]);
+  assert.deepEqual(filesBelow(toolCache), []);
+});
