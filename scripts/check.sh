@@ -12,6 +12,9 @@ echo "==> cargo test --locked"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
-# One closing line over all test binaries, so a reader need not add up cargo's per-binary results.
+# The shim and the Azure task as each runner runs them, with the binary cargo test built.
+IMAGEPIPE_BIN=target/debug/imagepipe scripts/node-tests.sh 2>&1 | tee -a "$log"
+# One closing line over all test binaries and the Node tests, so a reader need not add up per-binary results.
 awk '/^test result:/ { passed += $4; failed += $6; ignored += $8 }
+     /^node: [0-9]+ passed/ { passed += $2; failed += $4; ignored += $6 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$log"

@@ -372,6 +372,7 @@ fn azure_names_its_inputs_without_hyphens() {
         .args(["ci", "step"])
         .current_dir(runner.folder.path())
         .env("TF_BUILD", "True")
+        .env("AGENT_TEMPDIRECTORY", runner.folder.path())
         .env("INPUT_STAGE", "matrix")
         .env("INPUT_MANIFEST", &manifest)
         .env("INPUT_ARCHITECTURE", "arm64")

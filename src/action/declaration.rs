@@ -97,22 +97,25 @@ pub struct Input {
 impl Input {
     /// The name as written in Azure YAML: alphanumeric, camelCase.
     pub fn azure_name(&self) -> String {
-        let mut name = String::new();
-        let mut upper = false;
-        for character in self.name.chars() {
-            if character.is_ascii_alphanumeric() {
-                if upper {
-                    name.push(character.to_ascii_uppercase());
-                } else {
-                    name.push(character);
-                }
-                upper = false;
-            } else {
-                upper = true;
-            }
-        }
-        name
+        azure_name(&self.name)
     }
+}
+
+/// A kebab-case name as Azure names inputs: alphanumeric, camelCase (`image-info` is `imageInfo`).
+pub fn azure_name(name: &str) -> String {
+    let mut camel = String::new();
+    let mut upper = false;
+    for character in name.chars() {
+        if !character.is_ascii_alphanumeric() {
+            upper = true;
+        } else if upper {
+            camel.push(character.to_ascii_uppercase());
+            upper = false;
+        } else {
+            camel.push(character);
+        }
+    }
+    camel
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,11 @@ use super::declaration::stages;
 use super::{azure_files, docs, github_files};
 use crate::files;
 
-/// The shim both hosts run; each Azure task is packaged on its own, so the task holds a copy.
+/// The shim both hosts run; each Azure task is packaged on its own, so the task holds a copy of it and of its
+/// pins.
 const SHIM: &str = "dist/index.cjs";
+/// The release the shim downloads, pinned by version and checksums; the task's copy sits beside its shim.
+const PINS: &str = "dist/manifest.json";
 const TASK_FOLDER: &str = "azure-task/ImagePipeV1";
 
 /// The files stale against the declarations.
@@ -43,6 +46,9 @@ pub fn generated_files(root: &Path) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
     let shim = std::fs::read(root.join(SHIM))
         .with_context(|| format!("reading the shim `{}`", root.join(SHIM).display()))?;
     generated.push((Path::new(TASK_FOLDER).join("index.cjs"), shim));
+    let pins = std::fs::read(root.join(PINS))
+        .with_context(|| format!("reading the release pins `{}`", root.join(PINS).display()))?;
+    generated.push((Path::new(TASK_FOLDER).join("manifest.json"), pins));
     generated.push((
         PathBuf::from("docs/inputs.md"),
         docs::inputs_reference(&stages).into_bytes(),

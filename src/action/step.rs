@@ -10,8 +10,33 @@ use std::ffi::OsString;
 use anyhow::Context as _;
 
 use super::declaration::{self, Destination, Input, Kind, StageDeclaration};
-use crate::ci::CiHost;
+use crate::ci::{self, CiHost, HostKind};
 use crate::stages::InvalidFlag;
+
+/// How the user wrote an input's name in YAML, for messages that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    /// GitHub: kebab-case, `signature-mode`.
+    Github,
+    /// Azure Pipelines: camelCase, `signatureMode`.
+    Azure,
+}
+
+impl Spelling {
+    fn of(self, input: &Input) -> String {
+        match self {
+            Spelling::Github => input.name.clone(),
+            Spelling::Azure => input.azure_name(),
+        }
+    }
+
+    fn of_name(self, name: &str) -> String {
+        match self {
+            Spelling::Github => name.to_owned(),
+            Spelling::Azure => declaration::azure_name(name),
+        }
+    }
+}
 
 /// The input naming the stage, for the umbrella action and the Azure task.
 pub const STAGE_INPUT: &str = "stage";
@@ -57,6 +82,7 @@ pub fn host_inputs(
 pub fn plan(
     fixed_stage: Option<&str>,
     inputs: &BTreeMap<String, String>,
+    spelling: Spelling,
 ) -> Result<StagePlan, InvalidFlag> {
     let stages = declaration::stages();
     let names: Vec<&str> = stages.iter().map(|stage| stage.name).collect();
@@ -89,7 +115,7 @@ pub fn plan(
         .filter(|input| {
             input.required && !inputs.contains_key(&declaration::normalised(&input.name))
         })
-        .map(|input| format!("'{}'", input.name))
+        .map(|input| format!("'{}'", spelling.of(input)))
         .collect();
     match missing.as_slice() {
         [] => {}
@@ -109,10 +135,13 @@ pub fn plan(
     }
     for input in &stage.inputs {
         if let Some(value) = inputs.get(&declaration::normalised(&input.name)) {
-            add_input(&mut plan, input, value, inputs)?;
+            add_input(&mut plan, input, value, inputs, spelling)?;
         }
     }
-    plan.ignored = ignored_inputs(stage, &stages, inputs);
+    plan.ignored = ignored_inputs(stage, &stages, inputs)
+        .into_iter()
+        .map(|name| spelling.of_name(&name))
+        .collect();
     Ok(plan)
 }
 
@@ -122,6 +151,7 @@ fn add_input(
     input: &Input,
     value: &str,
     inputs: &BTreeMap<String, String>,
+    spelling: Spelling,
 ) -> Result<(), InvalidFlag> {
     if input.secret {
         plan.secrets.push(value.to_owned());
@@ -146,7 +176,7 @@ fn add_input(
     let expected = |what: &str| {
         InvalidFlag(format!(
             "input '{}': expected {what}, found '{value}'",
-            input.name
+            spelling.of(input)
         ))
     };
     match &input.kind {
@@ -213,7 +243,11 @@ fn ignored_inputs(
 /// Runs the stage the inputs describe, as this binary with its command line; its exit code becomes the step's.
 pub fn run(fixed_stage: Option<&str>, host: &mut dyn CiHost) -> anyhow::Result<()> {
     let inputs = host_inputs(std::env::vars_os());
-    let plan = plan(fixed_stage, &inputs)?;
+    let spelling = match ci::detect_kind() {
+        HostKind::AzurePipelines => Spelling::Azure,
+        HostKind::GitHubActions | HostKind::Local => Spelling::Github,
+    };
+    let plan = plan(fixed_stage, &inputs, spelling)?;
     for secret in &plan.secrets {
         host.mask(secret);
     }
@@ -285,8 +319,11 @@ mod tests {
             ("COSIGNPASSWORD", "s3cret"),
             ("EXPECTIMAGEINFOSHA256", "ab"),
         ]);
-        let github = plan(Some("sign"), &github).expect("plans");
-        assert_eq!(github, plan(Some("sign"), &azure).expect("plans"));
+        let github = plan(Some("sign"), &github, Spelling::Github).expect("plans");
+        assert_eq!(
+            github,
+            plan(Some("sign"), &azure, Spelling::Github).expect("plans")
+        );
         let arguments = arguments(&github);
         for expected in [
             "sign",
@@ -314,7 +351,7 @@ mod tests {
     #[test]
     fn wrong_inputs_are_named_as_written() {
         let refused = |stage: Option<&str>, pairs: &[(&str, &str)]| {
-            plan(stage, &inputs(pairs))
+            plan(stage, &inputs(pairs), Spelling::Github)
                 .expect_err("refused")
                 .to_string()
         };
@@ -353,6 +390,21 @@ mod tests {
             ),
             "input 'dry-run': expected true or false, found 'yes'"
         );
+        let azure = plan(
+            Some("sign"),
+            &inputs(&[
+                ("IMAGEINFO", "i"),
+                ("STAGINGREGISTRY", "r"),
+                ("KEY", "k"),
+                ("SIGNATUREMODE", "x"),
+            ]),
+            Spelling::Azure,
+        )
+        .expect_err("refused");
+        assert_eq!(
+            azure.to_string(),
+            "input 'signatureMode': expected one of tag, referrers, auto, found 'x'"
+        );
         assert!(refused(None, &[]).starts_with("input 'stage' is required: one of matrix, build"));
         assert!(refused(None, &[("STAGE", "deploy")]).contains("found 'deploy'"));
     }
@@ -370,6 +422,7 @@ mod tests {
                 ("DRY-RUN", "false"),
                 ("KEY", "cosign.key"),
             ]),
+            Spelling::Github,
         )
         .expect("plans");
         assert_eq!(planned.stage, "post-build");
@@ -387,6 +440,7 @@ mod tests {
                 ("TOKEN-ENV", "IMAGES_TOKEN"),
                 ("GITHUB-TOKEN", "ghs_x"),
             ]),
+            Spelling::Github,
         )
         .expect("plans");
         assert_eq!(
