@@ -80,10 +80,14 @@ schema = json.loads(
 )
 name = f"{task['name']}@{task['version']['Major']}"
 inputs = {}
+options = {}
 for declared in task["inputs"]:
     rule = {}
     if declared.get("type") == "pickList" and declared.get("options"):
-        rule = {"enum": sorted(declared["options"])}
+        for key in [declared["name"], *declared.get("aliases", [])]:
+            options[key] = sorted(declared["options"])
+        # A template expression or macro (`${{ parameters.x }}`, `$(x)`) stands for one of the values at run time.
+        rule = {"anyOf": [{"enum": sorted(declared["options"])}, {"type": "string", "pattern": "[$]"}]}
     for key in [declared["name"], *declared.get("aliases", [])]:
         inputs[key] = rule
 required = [declared["name"] for declared in task["inputs"] if declared.get("required") and not declared.get("visibleRule")]
@@ -115,10 +119,10 @@ def walk(node, file):
             for key in given:
                 if key not in inputs:
                     problems.append(f"{file}: step `{step}`: `{key}` is not an input of {name}")
-            for key, rule in inputs.items():
+            for key, values in options.items():
                 value = given.get(key)
-                if "enum" in rule and value is not None and str(value) not in rule["enum"] and "$" not in str(value):
-                    problems.append(f"{file}: step `{step}`: `{key}: {value}` is not one of {', '.join(rule['enum'])}")
+                if value is not None and str(value) not in values and "$" not in str(value):
+                    problems.append(f"{file}: step `{step}`: `{key}: {value}` is not one of {', '.join(values)}")
             for key in required:
                 if key not in given:
                     problems.append(f"{file}: step `{step}`: {name} requires `{key}`")
