@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The gates (STYLE.md "Gates"): formatting, lints, tests. The integration tests need the servers and tools
-# from scripts/install-test-deps.sh.
+# The gates (STYLE.md "Gates"): formatting, lints (Rust, and the workflows, actions and Azure task), tests (Rust,
+# then the Node shim and the Azure task). The integration tests need the servers and tools from
+# scripts/install-test-deps.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -8,6 +9,8 @@ echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy --all-targets --locked -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+echo "==> scripts/lint-ci.sh"
+scripts/lint-ci.sh
 echo "==> cargo test --locked"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

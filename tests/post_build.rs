@@ -148,7 +148,7 @@ fn github_actions_gets_outputs_and_a_summary() {
     assert_eq!(code, Some(0), "{stderr}{stdout}");
     let sha256 = format!("{:x}", Sha256::digest(fs::read(&output).expect("output")));
     assert_eq!(
-        fs::read_to_string(&outputs).expect("outputs written"),
+        common::github_outputs::lines(&outputs),
         format!(
             "image-info={}\nimage-info-sha256={sha256}\nstage=post-build\n",
             output.display()
@@ -185,7 +185,7 @@ fn azure_pipelines_gets_output_variables() {
     let sha256 = format!("{:x}", Sha256::digest(fs::read(&output).expect("output")));
     assert!(
         stdout.contains(&format!(
-            "##vso[task.setvariable variable=image_info_sha256;isoutput=true]{sha256}\n"
+            "##vso[task.setvariable variable=imageInfoSha256;isoutput=true]{sha256}\n"
         )),
         "{stdout}"
     );

@@ -64,11 +64,7 @@ fn run_with_outputs(imagepipe: Imagepipe, folder: &Path) -> (Option<i32>, String
         .env("GITHUB_RUN_ID", "987654")
         .run();
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    (
-        code,
-        fs::read_to_string(outputs).unwrap_or_default(),
-        stderr,
-    )
+    (code, common::github_outputs::lines(&outputs), stderr)
 }
 
 fn contents_path() -> String {

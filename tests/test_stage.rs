@@ -522,7 +522,7 @@ async fn on_github_actions_each_command_is_a_log_group_and_the_report_is_in_the_
         !stdout.contains("✓ passed"),
         "the summary alone has every row: {stdout}"
     );
-    let outputs = std::fs::read_to_string(&outputs).expect("the outputs are written");
+    let outputs = common::github_outputs::lines(&outputs);
     assert!(outputs.contains("stage=test"), "{outputs}");
     assert!(
         outputs.contains(&format!("image-info={}", path(&chain.info))),

@@ -64,7 +64,7 @@ pub fn task_json(stages: &[StageDeclaration], version: &str) -> String {
         .iter()
         .map(|output| {
             json!({
-                "name": output.name.replace('-', "_"),
+                "name": crate::ci::camel_case(output.name),
                 "description": output.description,
             })
         })

@@ -97,25 +97,8 @@ pub struct Input {
 impl Input {
     /// The name as written in Azure YAML: alphanumeric, camelCase.
     pub fn azure_name(&self) -> String {
-        azure_name(&self.name)
+        crate::ci::camel_case(&self.name)
     }
-}
-
-/// A kebab-case name as Azure names inputs: alphanumeric, camelCase (`image-info` is `imageInfo`).
-pub fn azure_name(name: &str) -> String {
-    let mut camel = String::new();
-    let mut upper = false;
-    for character in name.chars() {
-        if !character.is_ascii_alphanumeric() {
-            upper = true;
-        } else if upper {
-            camel.push(character.to_ascii_uppercase());
-            upper = false;
-        } else {
-            camel.push(character);
-        }
-    }
-    camel
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

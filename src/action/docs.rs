@@ -44,7 +44,7 @@ pub fn inputs_reference(stages: &[StageDeclaration]) -> String {
                 text,
                 "| `{}` (`{}`) | {} |",
                 output.name,
-                output.name.replace('-', "_"),
+                crate::ci::camel_case(output.name),
                 cell(output.description)
             );
         }

@@ -33,7 +33,7 @@ impl Spelling {
     fn of_name(self, name: &str) -> String {
         match self {
             Spelling::Github => name.to_owned(),
-            Spelling::Azure => declaration::azure_name(name),
+            Spelling::Azure => crate::ci::camel_case(name),
         }
     }
 }

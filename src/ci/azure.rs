@@ -1,7 +1,7 @@
 //! Azure Pipelines logging commands.
 //!
-//! Output variable names use `_` where our names use `-` (`image_info_sha256`): Azure variable names are letters,
-//! digits, `.` and `_`.
+//! Output variable names are camelCase (`imageInfoSha256`), as the task's inputs are: a task declares its output
+//! variables by names of letters and digits only.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ impl AzurePipelines {
 
 impl CiHost for AzurePipelines {
     fn set_output(&mut self, name: &str, value: &str) -> io::Result<()> {
-        let name = name.replace('-', "_");
+        let name = super::camel_case(name);
         self.command(&format!(
             "##vso[task.setvariable variable={};isoutput=true]{}",
             escape_property(&name),
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(
             lines[..5],
             [
-                "##vso[task.setvariable variable=image_info_sha256;isoutput=true]ab12",
+                "##vso[task.setvariable variable=imageInfoSha256;isoutput=true]ab12",
                 "##vso[task.logissue type=error;sourcepath=a%3Bb%5D.json;]100%AZP25 failed%0Asee above",
                 "##[group]post-build",
                 "##[endgroup]",

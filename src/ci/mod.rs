@@ -63,6 +63,24 @@ pub(crate) fn secret_lines(secret: &str) -> impl Iterator<Item = &str> {
     secret.lines().filter(|line| !line.trim().is_empty())
 }
 
+/// A kebab-case name as Azure Pipelines names a task's inputs and output variables: letters and digits only,
+/// camelCase (`image-info-sha256` is `imageInfoSha256`).
+pub fn camel_case(name: &str) -> String {
+    let mut camel = String::new();
+    let mut upper = false;
+    for character in name.chars() {
+        if !character.is_ascii_alphanumeric() {
+            upper = true;
+        } else if upper {
+            camel.push(character.to_ascii_uppercase());
+            upper = false;
+        } else {
+            camel.push(character);
+        }
+    }
+    camel
+}
+
 /// The CI systems the binary knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKind {

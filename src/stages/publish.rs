@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use futures_util::future::try_join_all;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
@@ -36,6 +37,8 @@ use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, our_digest, staging_repository,
 };
 
+/// Tags set between two progress lines.
+const TAG_PROGRESS: usize = 100;
 /// Digests named in a refusal before the rest are only counted.
 const LISTED_DIGESTS: usize = 10;
 
@@ -79,17 +82,18 @@ impl ImagePlan {
             .chain(self.index.iter().map(|(digest, _)| digest))
     }
 
-    /// Platform tags first, then shared tags: a shared tag is the last thing to move.
-    fn tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
-        let platform_tags = self
-            .platforms
+    /// The simple tags of its platform images.
+    fn platform_tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
+        self.platforms
             .iter()
-            .flat_map(|(digest, tags)| tags.iter().map(move |tag| (tag, digest)));
-        let shared_tags = self
-            .index
+            .flat_map(|(digest, tags)| tags.iter().map(move |tag| (tag, digest)))
+    }
+
+    /// The shared tags of its index.
+    fn shared_tags(&self) -> impl Iterator<Item = (&String, &Digest)> {
+        self.index
             .iter()
-            .flat_map(|(digest, tags)| tags.iter().map(move |tag| (tag, digest)));
-        platform_tags.chain(shared_tags)
+            .flat_map(|(digest, tags)| tags.iter().map(move |tag| (tag, digest)))
     }
 }
 
@@ -189,37 +193,26 @@ pub async fn run(
         .buffer_unordered(jobs)
         .try_collect()
         .await?;
-    let stats = copied
-        .into_iter()
-        .fold(CopyStats::default(), |mut total, one| {
-            total += one;
-            total
-        });
+    let stats: CopyStats = copied.into_iter().sum();
 
-    let (mut tags_set, mut tags_unchanged) = (0, 0);
-    let mut published_tags = Vec::new();
-    for (done, plan) in plans.iter().enumerate() {
-        let target = AnyStore::open(&plan.target, &client);
-        let (mut set_here, mut unchanged_here) = (0, 0);
-        for (tag, digest) in plan.tags() {
-            published_tags.push(format!("{}/{}:{tag}", plan.target, plan.repository));
-            let set = set_tag(&target, &plan.repository, tag, digest)
-                .await
-                .with_context(|| format!("tagging `{}/{}:{tag}`", plan.target, plan.repository))?;
-            if set {
-                set_here += 1;
-            } else {
-                unchanged_here += 1;
-            }
-        }
-        tags_set += set_here;
-        tags_unchanged += unchanged_here;
-        tracing::info!(
-            "tagged {} of {total} images: {} ({set_here} set, {unchanged_here} unchanged)",
-            done + 1,
-            plan.repository
-        );
-    }
+    // Every platform tag, then every shared tag, each group set concurrently: a shared tag is the last thing to
+    // move, so it never names an index whose platform tags are not set yet.
+    let targets: Vec<AnyStore> = plans
+        .iter()
+        .map(|plan| AnyStore::open(&plan.target, &client))
+        .collect();
+    let platform_tags =
+        tag_group(&plans, &targets, ImagePlan::platform_tags, jobs, "platform").await?;
+    let shared_tags = tag_group(&plans, &targets, ImagePlan::shared_tags, jobs, "shared").await?;
+    let (tags_set, tags_unchanged) = (
+        platform_tags.set + shared_tags.set,
+        platform_tags.unchanged + shared_tags.unchanged,
+    );
+    let published_tags: Vec<String> = platform_tags
+        .names
+        .into_iter()
+        .chain(shared_tags.names)
+        .collect();
 
     if let Some(Location::Registry(registry)) = &registry_override {
         rename_registry(&mut record, registry);
@@ -317,22 +310,88 @@ async fn require_signatures(
     .into())
 }
 
-/// Platform images, then the index (whose children are then present), then every digest's signatures.
+/// Platform images (concurrently), then the index (whose children are then present), then every digest's
+/// signatures (concurrently).
 async fn copy_image(
     copier: &Copier<'_, AnyStore, AnyStore>,
     plan: &ImagePlan,
 ) -> Result<CopyStats, StoreError> {
-    let mut stats = CopyStats::default();
-    for (digest, _) in &plan.platforms {
-        stats += copier.copy_manifest(digest).await?;
-    }
+    let platforms = plan
+        .platforms
+        .iter()
+        .map(|(digest, _)| copier.copy_manifest(digest));
+    let mut stats: CopyStats = try_join_all(platforms).await?.into_iter().sum();
     if let Some((digest, _)) = &plan.index {
         stats += copier.copy_manifest(digest).await?;
     }
-    for digest in plan.digests() {
-        stats += copier.copy_signatures(digest).await?;
-    }
+    let signatures = plan.digests().map(|digest| copier.copy_signatures(digest));
+    stats += try_join_all(signatures).await?.into_iter().sum();
     Ok(stats)
+}
+
+/// What setting one group of tags did.
+struct TagGroup {
+    /// Every tag of the group, as `registry/repository:tag`, in plan order.
+    names: Vec<String>,
+    set: usize,
+    unchanged: usize,
+}
+
+/// Sets one group of every plan's tags, `jobs` at a time, with progress every [`TAG_PROGRESS`] tags.
+async fn tag_group<'a, I>(
+    plans: &'a [ImagePlan],
+    targets: &'a [AnyStore],
+    tags_of: impl Fn(&'a ImagePlan) -> I,
+    jobs: usize,
+    group: &str,
+) -> anyhow::Result<TagGroup>
+where
+    I: Iterator<Item = (&'a String, &'a Digest)>,
+{
+    let tags: Vec<(&ImagePlan, &AnyStore, &String, &Digest)> = plans
+        .iter()
+        .zip(targets)
+        .flat_map(|(plan, target)| {
+            tags_of(plan).map(move |(tag, digest)| (plan, target, tag, digest))
+        })
+        .collect();
+    let total = tags.len();
+    let done = Mutex::new((0usize, 0usize));
+    stream::iter(&tags)
+        .map(|(plan, target, tag, digest)| {
+            let done = &done;
+            async move {
+                let set = set_tag(target, &plan.repository, tag, digest)
+                    .await
+                    .with_context(|| {
+                        format!("tagging `{}/{}:{tag}`", plan.target, plan.repository)
+                    })?;
+                let mut done = done.lock().await;
+                done.0 += 1;
+                done.1 += usize::from(set);
+                if done.0 % TAG_PROGRESS == 0 || done.0 == total {
+                    tracing::info!(
+                        "{group} tags: {} of {total} ({} set, {} unchanged)",
+                        done.0,
+                        done.1,
+                        done.0 - done.1
+                    );
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    let (_, set) = done.into_inner();
+    Ok(TagGroup {
+        names: tags
+            .iter()
+            .map(|(plan, _, tag, _)| format!("{}/{}:{tag}", plan.target, plan.repository))
+            .collect(),
+        set,
+        unchanged: total - set,
+    })
 }
 
 /// Points `tag` at `digest` unless it already does. Returns whether it moved.
@@ -445,7 +504,7 @@ async fn describe(plans: &[ImagePlan], client: &Arc<RegistryClient>) -> Result<S
                 plan.target, plan.repository
             ));
         }
-        for (tag, digest) in plan.tags() {
+        for (tag, digest) in plan.platform_tags().chain(plan.shared_tags()) {
             report.push_str(&format!(
                 "tag  {}/{}:{tag} -> {digest}\n",
                 plan.target, plan.repository

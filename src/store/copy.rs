@@ -30,6 +30,15 @@ impl AddAssign for CopyStats {
     }
 }
 
+impl std::iter::Sum for CopyStats {
+    fn sum<I: Iterator<Item = Self>>(all: I) -> Self {
+        all.fold(Self::default(), |mut total, one| {
+            total += one;
+            total
+        })
+    }
+}
+
 impl CopyStats {
     fn copied(bytes: u64) -> Self {
         Self {
@@ -86,14 +95,14 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
                 .filter_map(|child| our_digest(child.digest()));
             let copies =
                 children.map(|child| async move { Box::pin(self.copy_manifest(&child)).await });
-            sum(try_join_all(copies).await?)
+            try_join_all(copies).await?.into_iter().sum()
         } else {
             let image: ImageManifest = parse(self, digest, manifest)?;
             let blobs = std::iter::once(image.config()).chain(image.layers().iter());
             let copies = blobs
                 .filter_map(|blob| Some((our_digest(blob.digest())?, blob.size())))
                 .map(|(blob, size)| async move { self.copy_blob(&blob, size).await });
-            sum(try_join_all(copies).await?)
+            try_join_all(copies).await?.into_iter().sum()
         };
         self.target
             .put_manifest(self.to, ManifestReference::Digest(digest), manifest)
@@ -213,14 +222,6 @@ fn parse<S: Store, T: Store, M: serde::de::DeserializeOwned>(
         reference: format!("{}@{digest}", copier.from),
         source,
     })
-}
-
-fn sum(all: Vec<CopyStats>) -> CopyStats {
-    all.into_iter()
-        .fold(CopyStats::default(), |mut total, one| {
-            total += one;
-            total
-        })
 }
 
 #[cfg(test)]

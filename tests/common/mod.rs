@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod docker_engine;
 pub mod fake_github;
 pub mod files;
+pub mod github_outputs;
 pub mod hostile;
 pub mod http;
 pub mod images;

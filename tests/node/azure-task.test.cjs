@@ -162,10 +162,10 @@ test('the real binary under MockTestRunner: post-build sets its outputs, as task
 
   assert.ok(runner.succeeded, describeRun(runner));
   const variables = outputVariables(runner);
-  assert.deepEqual(Object.keys(variables).sort(), ['image_info', 'image_info_sha256', 'stage']);
+  assert.deepEqual(Object.keys(variables).sort(), ['imageInfo', 'imageInfoSha256', 'stage']);
   assert.equal(variables.stage, 'post-build');
-  assert.equal(path.resolve(variables.image_info), output);
-  assert.equal(variables.image_info_sha256, crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex'));
+  assert.equal(path.resolve(variables.imageInfo), output);
+  assert.equal(variables.imageInfoSha256, crypto.createHash('sha256').update(fs.readFileSync(output)).digest('hex'));
   const summaries = runner.stdout.split('\n').filter((line) => line.startsWith('##vso[task.uploadsummary]'));
   assert.equal(summaries.length, 1, describeRun(runner));
   const summary = summaries[0].slice('##vso[task.uploadsummary]'.length);

@@ -169,8 +169,8 @@ class AzureJob {
     const outputs = {};
     for (const { properties, data } of azureCommands(result.stdout, 'task.setvariable')) {
       assert.equal(properties.isoutput, 'true', `an output variable: ${JSON.stringify(properties)}`);
-      // Azure variable names have `_` where the declaration has `-`.
-      outputs[properties.variable.replace(/_/g, '-')] = data;
+      // Azure output variables are the declaration's names in camelCase (`imageInfoSha256`).
+      outputs[properties.variable.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)] = data;
     }
     const summary = azureCommands(result.stdout, 'task.uploadsummary')
       .map(({ data }) => fs.readFileSync(data, 'utf8'))
