@@ -30,6 +30,15 @@ pub struct Requests {
     pub connections: u64,
     /// Connections that opened with a TLS ClientHello: a client trying HTTPS before plain HTTP.
     pub tls_probes: u64,
+    /// The registries' own time over all requests (see `LoggedRequest::registry_time`).
+    pub registry_seconds: f64,
+}
+
+impl Requests {
+    /// The registries' mean time per request, in milliseconds.
+    pub fn registry_ms_each(&self) -> f64 {
+        self.registry_seconds * 1e3 / self.total.max(1) as f64
+    }
 }
 
 impl Network<'_> {
@@ -48,6 +57,8 @@ impl Network<'_> {
         ] {
             for request in proxy.requests_since(from) {
                 requests.total += 1;
+                requests.registry_seconds +=
+                    request.registry_time.map_or(0.0, |time| time.as_secs_f64());
                 *requests
                     .by_kind
                     .entry(format!("{role} {} {}", request.method, kind(&request)))

@@ -242,8 +242,8 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
     let _ = writeln!(
         out,
         "\nRequests (median over runs) as the registries saw them, against the floor:\n\n\
-         | step | requests | imagepipe's own count | new connections (TLS probes) | floor | ÷ floor | peak RSS (MiB) |\n\
-         |---|---|---|---|---|---|---|"
+         | step | requests | imagepipe's own count | new connections (TLS probes) | floor | ÷ floor | registry ms per request | peak RSS (MiB) |\n\
+         |---|---|---|---|---|---|---|---|"
     );
     let floors = section.floors.in_order();
     for (stage, floor) in STAGES.iter().zip(floors) {
@@ -253,13 +253,14 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
         let requests = section.requests(stage).unwrap_or(f64::NAN);
         let _ = writeln!(
             out,
-            "| {stage} | {requests:.0} | {} | {} ({}) | {floor} | {:.2} | {} |",
+            "| {stage} | {requests:.0} | {} | {} ({}) | {floor} | {:.2} | {:.2} | {} |",
             sample
                 .logged_requests
                 .map_or("–".to_owned(), |count| count.to_string()),
             sample.requests.connections,
             sample.requests.tls_probes,
             requests / floor as f64,
+            sample.requests.registry_ms_each(),
             sample.peak_kib.map_or("–".to_owned(), |kib| format!(
                 "{:.1}",
                 kib as f64 / 1024.0
@@ -334,22 +335,23 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
         let _ = writeln!(
             out,
             "\nThe real manifest's structure ({}), one run:\n\n\
-             | stage | seconds | requests | imagepipe's own count | new connections | floor | ÷ floor |\n\
-             |---|---|---|---|---|---|---|",
+             | stage | seconds | requests | imagepipe's own count | new connections | floor | ÷ floor | registry ms per request |\n\
+             |---|---|---|---|---|---|---|---|",
             real.description
         );
         let floors = real.floors.in_order();
         for ((stage, sample), floor) in real.samples.iter().zip(floors) {
             let _ = writeln!(
                 out,
-                "| {stage} | {:.2} | {} | {} | {} | {floor} | {:.2} |",
+                "| {stage} | {:.2} | {} | {} | {} | {floor} | {:.2} | {:.2} |",
                 sample.seconds,
                 sample.requests.total,
                 sample
                     .logged_requests
                     .map_or("–".to_owned(), |count| count.to_string()),
                 sample.requests.connections,
-                sample.requests.total as f64 / floor as f64
+                sample.requests.total as f64 / floor as f64,
+                sample.requests.registry_ms_each()
             );
         }
         let _ = writeln!(out);

@@ -42,6 +42,9 @@ pub struct LoggedRequest {
     pub status: Option<u16>,
     /// The index of the connection it came on (see [`LatencyProxy::connections`]).
     pub connection: u64,
+    /// From the request's head reaching the registry to the answer's head leaving it: the registry's own time
+    /// (with the upload of a request body). None when the connection ended first.
+    pub registry_time: Option<Duration>,
 }
 
 /// A running proxy. Dropping it closes every connection.
@@ -147,10 +150,14 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// When a piece sent now is delivered.
+    fn due(&self) -> Instant {
+        (Instant::now() + self.delay).max(self.earliest)
+    }
+
     fn send(&self, piece: Piece) -> io::Result<()> {
-        let due = (Instant::now() + self.delay).max(self.earliest);
         self.sender
-            .send((due, piece))
+            .send((self.due(), piece))
             .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "the writer stopped"))
     }
 
@@ -181,7 +188,7 @@ fn relay(
     // The client's first bytes leave after the handshake's round trip, and arrive a one-way delay later;
     // the registry's answers can only follow them.
     let to_upstream_earliest = opened + delay * 3;
-    let pending = Mutex::new(VecDeque::new());
+    let pending = Pending::default();
     let result = thread::scope(|scope| {
         let (to_upstream, upstream_queue) = sync_channel(QUEUED_PIECES);
         let (to_client, client_queue) = sync_channel(QUEUED_PIECES);
@@ -237,13 +244,17 @@ fn deliver(queue: Receiver<(Instant, Piece)>, to: &TcpStream, other: &TcpStream)
     }
 }
 
+/// A request waiting for its answer: its log entry, whether it is a HEAD (no body in the answer), and when it
+/// reaches the registry.
+type Pending = Mutex<VecDeque<(usize, bool, Instant)>>;
+
 /// Reads requests from the client, logs each, and queues its bytes for upstream, body streamed as it comes.
 fn forward_requests(
     shared: &Shared,
     connection: u64,
     client: &TcpStream,
     outbox: &Outbox,
-    pending: &Mutex<VecDeque<(usize, bool)>>,
+    pending: &Pending,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(PIECE, client);
     if reader.fill_buf()?.first() == Some(&TLS_HANDSHAKE_RECORD) {
@@ -260,12 +271,17 @@ fn forward_requests(
                 path: request.path.clone(),
                 status: None,
                 connection,
+                registry_time: None,
             });
             let entry = log.requests.len() - 1;
             pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push_back((entry, request.method.eq_ignore_ascii_case("HEAD")));
+                .push_back((
+                    entry,
+                    request.method.eq_ignore_ascii_case("HEAD"),
+                    outbox.due(),
+                ));
         }
         outbox.bytes(&head)?;
         copy_body(&mut reader, framing, outbox)?;
@@ -278,7 +294,7 @@ fn forward_responses(
     shared: &Shared,
     upstream: &TcpStream,
     outbox: &Outbox,
-    pending: &Mutex<VecDeque<(usize, bool)>>,
+    pending: &Pending,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(PIECE, upstream);
     loop {
@@ -297,13 +313,15 @@ fn forward_responses(
         if (100..200).contains(&status) {
             continue; // 100 Continue: the final answer follows
         }
-        let (entry, head_request) = pending
+        let answered = Instant::now();
+        let (entry, head_request, arrived) = pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop_front()
-            .unwrap_or((usize::MAX, false));
+            .unwrap_or((usize::MAX, false, answered));
         if let Some(request) = shared.log().requests.get_mut(entry) {
             request.status = Some(status);
+            request.registry_time = Some(answered.saturating_duration_since(arrived));
         }
         let framing = if head_request || status == 204 || status == 304 {
             Framing::Length(0)
