@@ -50,55 +50,98 @@ impl Repository {
     }
 }
 
-/// Floors of one workload, first run and no-op re-run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Floors {
-    pub create_manifest: (usize, usize),
-    pub sign: (usize, usize),
-    pub publish: (usize, usize),
+/// The fewest requests of one stage, by kind (as `measure::kind` names them: registry, method, path kind).
+#[derive(Debug, Clone, Default)]
+pub struct Floor {
+    pub by_kind: BTreeMap<String, usize>,
 }
 
-impl Floors {
-    /// In the order of the stages as run: create-manifest, its no-op, sign, its no-op, publish, its no-op.
-    pub fn in_order(&self) -> [usize; 6] {
-        [
-            self.create_manifest.0,
-            self.create_manifest.1,
-            self.sign.0,
-            self.sign.1,
-            self.publish.0,
-            self.publish.1,
-        ]
+impl Floor {
+    pub fn total(&self) -> usize {
+        self.by_kind.values().sum()
+    }
+
+    fn with(mut self, kind: &str, count: usize) -> Self {
+        if count > 0 {
+            *self.by_kind.entry(kind.to_owned()).or_default() += count;
+        }
+        self
     }
 }
+
+/// Floors of one workload, in the order the stages run: create-manifest, its no-op re-run, sign, its no-op,
+/// publish, its no-op.
+pub type Floors = [Floor; 6];
 
 /// The floors for the image-info `info` (after create-manifest), each platform image having `blobs_of(digest)`
 /// blobs.
 pub fn floors(info: &Path, blobs_of: impl Fn(&str) -> usize) -> Floors {
     let repositories = repositories(info, blobs_of);
     let sum = |each: &dyn Fn(&Repository) -> usize| repositories.values().map(each).sum::<usize>();
-    let repository_count = repositories.len();
-    let digests = sum(&Repository::digests);
-    Floors {
-        create_manifest: (
-            1 + sum(&|repository| repository.children.len() + repository.index_tags),
-            1 + sum(&|repository| repository.index_tags),
-        ),
-        sign: (
-            1 + repository_count + 5 * digests,
-            1 + repository_count + digests,
-        ),
-        publish: (
-            2 + sum(&|repository| {
-                let (d, b, t) = (
-                    repository.digests(),
-                    repository.blobs(),
-                    repository.tags.len(),
-                );
-                2 + 2 * d + (b + 2 * d) + 2 * (b + 2 * d) + d + d + t
-            }),
-            2 + sum(&|repository| 1 + repository.tags.len() + repository.digests()),
-        ),
+    let r = repositories.len();
+    let d = sum(&Repository::digests);
+    let b = sum(&Repository::blobs);
+    let c = sum(&|repository| repository.children.len());
+    let t = sum(&|repository| repository.tags.len());
+    let i = sum(&|repository| repository.index_tags);
+    let staging_ping = Floor::default().with("staging GET ping", 1);
+    let pings = staging_ping.clone().with("public GET ping", 1);
+    [
+        staging_ping
+            .clone()
+            .with("staging HEAD manifest@digest", c)
+            .with("staging PUT manifest:tag", i),
+        staging_ping.clone().with("staging HEAD manifest:tag", i),
+        staging_ping
+            .clone()
+            .with("staging GET tags/list", r)
+            .with("staging POST upload", 2 * d)
+            .with("staging PUT upload", 2 * d)
+            .with("staging PUT manifest:.sig", d),
+        staging_ping
+            .with("staging GET tags/list", r)
+            .with("staging GET manifest:.sig", d),
+        pings
+            .clone()
+            .with("staging GET tags/list", r)
+            .with("public GET tags/list (404)", r)
+            .with("staging GET manifest@digest", d)
+            .with("staging GET manifest:.sig", d)
+            .with("staging GET blob", b + 2 * d)
+            .with("public POST upload", b + 2 * d)
+            .with("public PUT upload", b + 2 * d)
+            .with("public PUT manifest@digest", d)
+            .with("public PUT manifest:.sig", d)
+            .with("public PUT manifest:tag", t),
+        pings
+            .with("staging GET tags/list", r)
+            .with("public HEAD manifest:tag", t)
+            .with("public HEAD manifest:.sig", d),
+    ]
+}
+
+/// What `measured` has beyond `floor` and what it lacks of it, by kind: `public HEAD blob (404) +1700 · …`.
+pub fn difference(measured: &BTreeMap<String, usize>, floor: &Floor) -> String {
+    let mut kinds: Vec<(&String, i64)> = measured
+        .keys()
+        .chain(floor.by_kind.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|kind| {
+            let count = |map: &BTreeMap<String, usize>| map.get(kind).copied().unwrap_or(0) as i64;
+            (kind, count(measured) - count(&floor.by_kind))
+        })
+        .filter(|(_, difference)| *difference != 0)
+        .collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let listed: Vec<String> = kinds
+        .iter()
+        .map(|(kind, difference)| format!("{kind} {difference:+}"))
+        .collect();
+    if listed.is_empty() {
+        "the floor exactly".to_owned()
+    } else {
+        listed.join(" · ")
     }
 }
 

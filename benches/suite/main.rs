@@ -168,7 +168,10 @@ fn one_run(
         }
     });
     if run == 0 {
-        section.calibration = calibrate(&scene.staging_proxy);
+        section.calibration = [
+            calibrate(&scene.staging_proxy.host()),
+            calibrate(&staging_direct),
+        ];
     }
     let manifest = workload::write_inputs(settings, images, folder, &scene.public_proxy.host());
     let info = common::stages::post_build(

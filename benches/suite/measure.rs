@@ -32,6 +32,8 @@ pub struct Requests {
     pub tls_probes: u64,
     /// The registries' own time over all requests (see `LoggedRequest::registry_time`).
     pub registry_seconds: f64,
+    /// Over all requests, the registry's time plus the round trip: how long the client waited on each at least.
+    pub waited_seconds: f64,
 }
 
 impl Requests {
@@ -57,8 +59,9 @@ impl Network<'_> {
         ] {
             for request in proxy.requests_since(from) {
                 requests.total += 1;
-                requests.registry_seconds +=
-                    request.registry_time.map_or(0.0, |time| time.as_secs_f64());
+                let registry = request.registry_time.map_or(0.0, |time| time.as_secs_f64());
+                requests.registry_seconds += registry;
+                requests.waited_seconds += registry + 2.0 * proxy.delay().as_secs_f64();
                 *requests
                     .by_kind
                     .entry(format!("{role} {} {}", request.method, kind(&request)))
@@ -111,13 +114,24 @@ pub fn kind(request: &LoggedRequest) -> String {
     }
 }
 
+/// What one process used, as GNU time reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Maximum resident set size.
+    pub peak_kib: u64,
+    /// User and system CPU time.
+    pub cpu_seconds: f64,
+}
+
 /// One measurement: wall time, what the registries saw, the peak resident memory of the process (the largest
-/// of several processes for a loop), and the request count the process logged, if it logs one.
+/// of several processes for a loop), its CPU time (summed over a loop's processes), and the request count the
+/// process logged, if it logs one.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     pub seconds: f64,
     pub requests: Requests,
     pub peak_kib: Option<u64>,
+    pub cpu_seconds: f64,
     pub logged_requests: Option<u64>,
     /// Processes run (a loop runs many).
     pub processes: usize,
@@ -132,15 +146,20 @@ impl Sample {
     pub fn scaled_seconds(&self) -> f64 {
         self.extrapolated.unwrap_or(self.seconds / self.fraction)
     }
+
+    /// Requests waiting on the network or a registry at an average moment: how much the client overlaps them.
+    pub fn mean_in_flight(&self) -> f64 {
+        self.requests.waited_seconds / self.seconds
+    }
 }
 
 /// Runs `command` under GNU time; panics with its stderr when it fails. Returns its output (the time line taken
-/// out of stderr) and its peak resident set size in KiB.
-pub fn run_timed(command: &Command) -> (Output, u64) {
-    const MARK: &str = "bench-peak-kib ";
+/// out of stderr) and what it used.
+pub fn run_timed(command: &Command) -> (Output, Usage) {
+    const MARK: &str = "bench-usage ";
     let mut timed = Command::new("/usr/bin/time");
     timed
-        .args(["-f", &format!("{MARK}%M")])
+        .args(["-f", &format!("{MARK}%M %U %S")])
         .arg(command.get_program())
         .args(command.get_args());
     for (name, value) in command.get_envs() {
@@ -156,12 +175,22 @@ pub fn run_timed(command: &Command) -> (Output, u64) {
         .output()
         .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let (rest, peak) = match stderr.rfind(MARK) {
-        Some(at) => (
-            stderr[..at].to_owned(),
-            stderr[at + MARK.len()..].trim().parse().unwrap_or(0),
-        ),
-        None => (stderr.clone(), 0),
+    let (rest, usage) = match stderr.rfind(MARK) {
+        Some(at) => {
+            let numbers: Vec<f64> = stderr[at + MARK.len()..]
+                .split_whitespace()
+                .filter_map(|number| number.parse().ok())
+                .collect();
+            let usage = match numbers[..] {
+                [peak, user, system] => Usage {
+                    peak_kib: peak as u64,
+                    cpu_seconds: user + system,
+                },
+                _ => Usage::default(),
+            };
+            (stderr[..at].to_owned(), usage)
+        }
+        None => (stderr.clone(), Usage::default()),
     };
     assert!(
         output.status.success(),
@@ -169,21 +198,22 @@ pub fn run_timed(command: &Command) -> (Output, u64) {
         output.status
     );
     output.stderr = rest.into_bytes();
-    (output, peak)
+    (output, usage)
 }
 
-/// Times `work` (which runs processes and returns their peak memories) and counts the requests it made.
-pub fn measure(network: &Network<'_>, fraction: f64, work: impl FnOnce() -> Vec<u64>) -> Sample {
+/// Times `work` (which runs processes and returns what each used) and counts the requests it made.
+pub fn measure(network: &Network<'_>, fraction: f64, work: impl FnOnce() -> Vec<Usage>) -> Sample {
     let mark = network.mark();
     let started = Instant::now();
-    let peaks = work();
+    let usages = work();
     let seconds = started.elapsed().as_secs_f64();
     Sample {
         seconds,
         requests: network.since(mark),
-        peak_kib: peaks.iter().copied().max(),
+        peak_kib: usages.iter().map(|usage| usage.peak_kib).max(),
+        cpu_seconds: usages.iter().map(|usage| usage.cpu_seconds).sum(),
         logged_requests: None,
-        processes: peaks.len(),
+        processes: usages.len(),
         fraction,
         extrapolated: None,
     }
@@ -206,11 +236,11 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// A round trip through `proxy` on a new connection and then on the same connection, as measured.
-pub fn calibrate(proxy: &LatencyProxy) -> (Duration, Duration) {
+/// `GET /v2/` of `host` on a new connection and then on the same connection, as measured.
+pub fn calibrate(host: &str) -> (Duration, Duration) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let started = Instant::now();
-    let stream = std::net::TcpStream::connect(proxy.host()).expect("connects to the proxy");
+    let stream = std::net::TcpStream::connect(host).expect("connects");
     let mut reader = BufReader::new(stream.try_clone().expect("clones"));
     let mut request = |stream: &std::net::TcpStream| {
         let started = Instant::now();

@@ -17,7 +17,7 @@ use imagepipe::model::reference::Digest;
 use imagepipe::store::signature_tag;
 
 use crate::common;
-use crate::measure::run_timed;
+use crate::measure::{Usage, run_timed};
 use crate::workload::{PREFIX, WorkloadImage};
 
 pub const PASSWORD: &str = "bench password";
@@ -48,14 +48,14 @@ impl Peers {
         images: &[WorkloadImage],
         shared_tags: &[String],
         run: usize,
-    ) -> Vec<u64> {
+    ) -> Vec<Usage> {
         let storage = self.folder.join("buildah");
         let buildah = common::tools::buildah();
-        let mut peaks = Vec::new();
+        let mut usages = Vec::new();
         let mut step = |arguments: &[String]| {
             let mut command = common::tools::buildah_in(&buildah, &storage);
             command.args(arguments).env("HOME", &self.folder);
-            peaks.push(run_timed(&command).1);
+            usages.push(run_timed(&command).1);
         };
         for (number, image) in images.iter().enumerate() {
             let list = format!("bench-list-{run}-{number}");
@@ -87,11 +87,11 @@ impl Peers {
                 ]);
             }
         }
-        peaks
+        usages
     }
 
     /// `cosign sign` of each reference, one process each when `one_each`, else one process for all.
-    pub fn cosign_sign(&self, references: &[String], one_each: bool) -> Vec<u64> {
+    pub fn cosign_sign(&self, references: &[String], one_each: bool) -> Vec<Usage> {
         let cosign = common::tools::cosign();
         let sign = |references: &[String]| {
             let mut command = self.command(&cosign);
@@ -129,10 +129,10 @@ impl Peers {
         images: &[WorkloadImage],
         indexes: &[Digest],
         shared_tags: &[String],
-    ) -> Vec<u64> {
+    ) -> Vec<Usage> {
         let registries = self.sigstore_attachments();
         let skopeo = common::tools::skopeo_1_18();
-        let mut peaks = Vec::new();
+        let mut usages = Vec::new();
         let mut copy = |all: bool, from: String, to: String| {
             let mut command = self.command(&skopeo);
             command
@@ -150,7 +150,7 @@ impl Peers {
                     "--dest-tls-verify=false",
                 ])
                 .args([from, to]);
-            peaks.push(run_timed(&command).1);
+            usages.push(run_timed(&command).1);
         };
         for (image, index) in images.iter().zip(indexes) {
             let source = format!("docker://{}/{PREFIX}/{}", self.staging, image.repository);
@@ -166,7 +166,7 @@ impl Peers {
                 );
             }
         }
-        peaks
+        usages
     }
 
     /// The oras loop: `oras cp -r` of each index under all shared tags, `oras tag` of each platform, and
@@ -176,13 +176,13 @@ impl Peers {
         images: &[WorkloadImage],
         indexes: &[Digest],
         shared_tags: &[String],
-    ) -> Vec<u64> {
+    ) -> Vec<Usage> {
         let oras = common::tools::oras();
-        let mut peaks = Vec::new();
+        let mut usages = Vec::new();
         let mut run = |arguments: Vec<String>| {
             let mut command = self.command(&oras);
             command.args(arguments);
-            peaks.push(run_timed(&command).1);
+            usages.push(run_timed(&command).1);
         };
         let plain = ["--from-plain-http".to_owned(), "--to-plain-http".to_owned()];
         for (image, index) in images.iter().zip(indexes) {
@@ -211,6 +211,6 @@ impl Peers {
                 run(copy);
             }
         }
-        peaks
+        usages
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::floor::{self, Floors};
+use crate::floor::{self, Floor, Floors};
 use crate::large::LargeResults;
 use crate::measure::{Requests, Sample, median};
 use crate::real::RealResults;
@@ -16,8 +16,8 @@ use crate::settings::Settings;
 pub struct Section {
     pub delay: Duration,
     pub runs_done: usize,
-    /// Proxy check: a request on a new connection, and again on the same one.
-    pub calibration: (Duration, Duration),
+    /// `GET /v2/` on a new connection and again on the same one: through the proxy, and to the registry itself.
+    pub calibration: [(Duration, Duration); 2],
     pub samples: BTreeMap<&'static str, Vec<Sample>>,
     /// What each publishing tool left in the target, from the last run.
     pub checks: BTreeMap<&'static str, String>,
@@ -31,7 +31,7 @@ impl Section {
         Self {
             delay,
             runs_done: 0,
-            calibration: (Duration::ZERO, Duration::ZERO),
+            calibration: [(Duration::ZERO, Duration::ZERO); 2],
             samples: BTreeMap::new(),
             checks: BTreeMap::new(),
             floors: Floors::default(),
@@ -193,13 +193,15 @@ pub fn render(settings: &Settings, machine: &str, sections: &[Section]) -> Strin
 
 fn render_section(out: &mut String, settings: &Settings, section: &Section) {
     let _ = writeln!(out, "\n## {}\n", section.round_trip());
-    let (first, again) = section.calibration;
+    let [(first, again), (direct_first, direct_again)] = section.calibration;
     let _ = writeln!(
         out,
-        "Proxy check: `GET /v2/` on a new connection {:.1} ms, again on the same connection {:.1} ms. \
-         Runs done: {} of {}.\n",
+        "Proxy check: `GET /v2/` on a new connection {:.1} ms, again on the same connection {:.1} ms (to the \
+         registry itself: {:.1} ms and {:.1} ms). Runs done: {} of {}.\n",
         first.as_secs_f64() * 1e3,
         again.as_secs_f64() * 1e3,
+        direct_first.as_secs_f64() * 1e3,
+        direct_again.as_secs_f64() * 1e3,
         section.runs_done,
         settings.runs
     );
@@ -241,36 +243,26 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
 
     let _ = writeln!(
         out,
-        "\nRequests (median over runs) as the registries saw them, against the floor:\n\n\
-         | step | requests | imagepipe's own count | new connections (TLS probes) | floor | ÷ floor | registry ms per request | peak RSS (MiB) |\n\
-         |---|---|---|---|---|---|---|---|"
+        "\nimagepipe's requests (median over runs; the rest of the row from the last run) as the registries saw \
+         them, against the floor:\n"
     );
-    let floors = section.floors.in_order();
-    for (stage, floor) in STAGES.iter().zip(floors) {
-        let Some(sample) = section.last(stage) else {
-            continue;
-        };
-        let requests = section.requests(stage).unwrap_or(f64::NAN);
-        let _ = writeln!(
-            out,
-            "| {stage} | {requests:.0} | {} | {} ({}) | {floor} | {:.2} | {:.2} | {} |",
-            sample
-                .logged_requests
-                .map_or("–".to_owned(), |count| count.to_string()),
-            sample.requests.connections,
-            sample.requests.tls_probes,
-            requests / floor as f64,
-            sample.requests.registry_ms_each(),
-            sample.peak_kib.map_or("–".to_owned(), |kib| format!(
-                "{:.1}",
-                kib as f64 / 1024.0
-            )),
-        );
-    }
+    let rows: Vec<(&str, &Sample, f64)> = STAGES
+        .iter()
+        .filter_map(|stage| {
+            Some((
+                *stage,
+                section.last(stage)?,
+                section.requests(stage).unwrap_or(f64::NAN),
+            ))
+        })
+        .collect();
+    requests_table(out, &rows, &section.floors);
+
     let _ = writeln!(
         out,
         "\nPeers' requests (the sampled loop, last run), scaled to all images:\n\n\
-         | peer | requests | per image | new connections (TLS probes) | processes |\n|---|---|---|---|---|"
+         | peer | requests | per image | new connections (TLS probes) | processes | mean in flight | CPU s |\n\
+         |---|---|---|---|---|---|---|"
     );
     for (row, _, how) in PEERS {
         let Some(sample) = section.last(row) else {
@@ -279,29 +271,21 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
         let images = settings.images as f64 * sample.fraction;
         let _ = writeln!(
             out,
-            "| {how} | {:.0} | {:.1} | {:.0} ({:.0}) | {:.0} |",
+            "| {how} | {:.0} | {:.1} | {:.0} ({:.0}) | {:.0} | {:.2} | {:.1} |",
             sample.requests.total as f64 / sample.fraction,
             sample.requests.total as f64 / images,
             sample.requests.connections as f64 / sample.fraction,
             sample.requests.tls_probes as f64 / sample.fraction,
             sample.processes as f64 / sample.fraction,
+            sample.mean_in_flight(),
+            sample.cpu_seconds / sample.fraction,
         );
     }
-
-    let _ = writeln!(
-        out,
-        "\nWhat the requests were (last run; `staging`/`public` is the registry, then method and path kind; a \
-         status other than 2xx in parentheses):\n"
-    );
-    for row in STAGES
+    let peers: Vec<(&str, &Sample)> = PEERS
         .iter()
-        .copied()
-        .chain(PEERS.iter().map(|(row, _, _)| *row))
-    {
-        if let Some(sample) = section.last(row) {
-            let _ = writeln!(out, "- **{row}**: {}", breakdown(&sample.requests));
-        }
-    }
+        .filter_map(|(row, _, _)| Some((*row, section.last(row)?)))
+        .collect();
+    all_requests(out, &rows, &peers);
     if !section.checks.is_empty() {
         let _ = writeln!(
             out,
@@ -314,7 +298,8 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
     if let Some(large) = &section.large {
         let _ = writeln!(
             out,
-            "\nOne image with a {} MiB layer, published once:\n\n| tool | seconds | peak RSS (MiB) | requests |\n|---|---|---|---|",
+            "\nOne image with a {} MiB layer, published once:\n\n\
+             | tool | seconds | peak RSS (MiB) | CPU s | requests |\n|---|---|---|---|---|",
             settings.large_mib
         );
         for (tool, sample) in [
@@ -324,9 +309,10 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
         ] {
             let _ = writeln!(
                 out,
-                "| {tool} | {:.2} | {:.1} | {} |",
+                "| {tool} | {:.2} | {:.1} | {:.2} | {} |",
                 sample.seconds,
                 sample.peak_kib.unwrap_or(0) as f64 / 1024.0,
+                sample.cpu_seconds,
                 sample.requests.total
             );
         }
@@ -334,31 +320,77 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
     if let Some(real) = &section.real {
         let _ = writeln!(
             out,
-            "\nThe real manifest's structure ({}), one run:\n\n\
-             | stage | seconds | requests | imagepipe's own count | new connections | floor | ÷ floor | registry ms per request |\n\
-             |---|---|---|---|---|---|---|---|",
+            "\nThe real manifest's structure ({}), one run:\n",
             real.description
         );
-        let floors = real.floors.in_order();
-        for ((stage, sample), floor) in real.samples.iter().zip(floors) {
-            let _ = writeln!(
-                out,
-                "| {stage} | {:.2} | {} | {} | {} | {floor} | {:.2} | {:.2} |",
-                sample.seconds,
-                sample.requests.total,
-                sample
-                    .logged_requests
-                    .map_or("–".to_owned(), |count| count.to_string()),
-                sample.requests.connections,
-                sample.requests.total as f64 / floor as f64,
-                sample.requests.registry_ms_each()
-            );
-        }
-        let _ = writeln!(out);
-        for (stage, sample) in &real.samples {
-            let _ = writeln!(out, "- **{stage}**: {}", breakdown(&sample.requests));
-        }
+        let rows: Vec<(&str, &Sample, f64)> = real
+            .samples
+            .iter()
+            .map(|(stage, sample)| (*stage, sample, sample.requests.total as f64))
+            .collect();
+        requests_table(out, &rows, &real.floors);
+        all_requests(out, &rows, &[]);
     }
+}
+
+/// One row per stage: time, requests against the floor, how they were made, and what imagepipe used; then, per
+/// stage, the kinds of requests beyond the floor and those of the floor it did not make.
+fn requests_table(out: &mut String, rows: &[(&str, &Sample, f64)], floors: &Floors) {
+    let _ = writeln!(
+        out,
+        "| step | seconds | requests | floor | ÷ floor | imagepipe's own count | new connections (TLS probes) | \
+         mean in flight | registry ms per request | CPU s | peak RSS (MiB) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for ((stage, sample, requests), floor) in rows.iter().zip(floors) {
+        let _ = writeln!(
+            out,
+            "| {stage} | {:.2} | {requests:.0} | {} | {:.2} | {} | {} ({}) | {:.1} | {:.2} | {:.2} | {} |",
+            sample.seconds,
+            floor.total(),
+            requests / floor.total() as f64,
+            sample
+                .logged_requests
+                .map_or("–".to_owned(), |count| count.to_string()),
+            sample.requests.connections,
+            sample.requests.tls_probes,
+            sample.mean_in_flight(),
+            sample.requests.registry_ms_each(),
+            sample.cpu_seconds,
+            sample.peak_kib.map_or("–".to_owned(), |kib| format!(
+                "{:.1}",
+                kib as f64 / 1024.0
+            )),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nBeyond the floor (+) and of the floor but not made (−), by kind (last run):\n"
+    );
+    for ((stage, sample, _), floor) in rows.iter().zip(floors) {
+        let _ = writeln!(
+            out,
+            "- **{stage}**: {}",
+            floor::difference(&sample.requests.by_kind, floor)
+        );
+    }
+}
+
+/// Every kind of request each step made, folded away.
+fn all_requests(out: &mut String, stages: &[(&str, &Sample, f64)], peers: &[(&str, &Sample)]) {
+    let _ = writeln!(
+        out,
+        "\n<details><summary>All requests by kind (last run; registry, method, path kind, a status other than 2xx \
+         in parentheses)</summary>\n"
+    );
+    for (row, sample) in stages
+        .iter()
+        .map(|(row, sample, _)| (*row, *sample))
+        .chain(peers.iter().copied())
+    {
+        let _ = writeln!(out, "- **{row}**: {}", breakdown(&sample.requests));
+    }
+    let _ = writeln!(out, "\n</details>");
 }
 
 /// The kinds of requests, most frequent first.
@@ -435,10 +467,10 @@ fn render_targets(out: &mut String, settings: &Settings, sections: &[Section]) {
     }
     let reference = remote.or(loopback);
     if let Some(section) = reference {
-        let floors = section.floors.in_order();
+        let floors: Vec<usize> = section.floors.iter().map(Floor::total).collect();
         let over: Vec<String> = STAGES
             .iter()
-            .zip(floors)
+            .zip(floors.iter().copied())
             .filter_map(|(stage, floor)| {
                 let requests = section.requests(stage)?;
                 let ratio = requests / floor as f64;
@@ -508,7 +540,7 @@ pub fn machine() -> String {
             .unwrap_or_default()
     };
     let date = command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let commit = command("git", &["log", "-1", "--format=%h (%cs)"]);
+    let commit = command("git", &["log", "-1", "--format=%h %cs", "--", "src"]);
     let dirty = if command(
         "git",
         &["status", "--porcelain", "--untracked-files=no", "--", "src"],
@@ -519,5 +551,7 @@ pub fn machine() -> String {
     } else {
         " (src/ modified)"
     };
-    format!("{cpu}, {cores} cores, Linux {kernel}, {date}; imagepipe at `{commit}`{dirty}")
+    format!(
+        "{cpu}, {cores} cores, Linux {kernel}, {date}; imagepipe's src/ as of commit `{commit}`{dirty}"
+    )
 }

@@ -12,9 +12,9 @@ pub fn imagepipe(network: &Network<'_>, arguments: &[String]) -> Sample {
             .args(arguments)
             .env("COSIGN_PASSWORD", PASSWORD)
             .command();
-        let (output, peak) = run_timed(&command);
+        let (output, usage) = run_timed(&command);
         stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        vec![peak]
+        vec![usage]
     });
     sample.logged_requests = logged_request_count(&stderr);
     sample

@@ -141,31 +141,59 @@ enum Piece {
     End,
 }
 
-/// One direction's queue: pieces with the instant they may be delivered.
-struct Outbox {
-    sender: SyncSender<(Instant, Piece)>,
-    delay: Duration,
-    /// Nothing is delivered before this: the end of the TCP handshake plus the one-way delay.
-    earliest: Instant,
+/// Where one direction's bytes go.
+enum Outbox<'a> {
+    /// No delay: the reading thread writes them at once (no thread hand-off, so a loopback run pays as little
+    /// for the proxy as it can).
+    Direct {
+        to: &'a TcpStream,
+        other: &'a TcpStream,
+    },
+    /// To the writer of this direction, with the instant each piece may be delivered.
+    Delayed {
+        sender: SyncSender<(Instant, Piece)>,
+        delay: Duration,
+        /// Nothing is delivered before this: the end of the TCP handshake plus the one-way delay.
+        earliest: Instant,
+    },
 }
 
-impl Outbox {
+impl Outbox<'_> {
     /// When a piece sent now is delivered.
     fn due(&self) -> Instant {
-        (Instant::now() + self.delay).max(self.earliest)
-    }
-
-    fn send(&self, piece: Piece) -> io::Result<()> {
-        self.sender
-            .send((self.due(), piece))
-            .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "the writer stopped"))
+        match self {
+            Self::Direct { .. } => Instant::now(),
+            Self::Delayed {
+                delay, earliest, ..
+            } => (Instant::now() + *delay).max(*earliest),
+        }
     }
 
     fn bytes(&self, bytes: &[u8]) -> io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.send(Piece::Bytes(bytes.to_vec()))
+        match self {
+            Self::Direct { to, other } => (&**to).write_all(bytes).inspect_err(|_| {
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = other.shutdown(Shutdown::Both);
+            }),
+            Self::Delayed { sender, .. } => sender
+                .send((self.due(), Piece::Bytes(bytes.to_vec())))
+                .map_err(|_| io::Error::new(io::ErrorKind::NotConnected, "the writer stopped")),
+        }
+    }
+
+    /// The sender finished: the write side is shut down once what was sent before is delivered.
+    fn end(&self) {
+        match self {
+            Self::Direct { to, .. } => {
+                let _ = to.shutdown(Shutdown::Write);
+            }
+            Self::Delayed { sender, .. } => {
+                let _ = sender.send((self.due(), Piece::End));
+            }
+        }
     }
 }
 
@@ -190,28 +218,44 @@ fn relay(
     let to_upstream_earliest = opened + delay * 3;
     let pending = Pending::default();
     let result = thread::scope(|scope| {
-        let (to_upstream, upstream_queue) = sync_channel(QUEUED_PIECES);
-        let (to_client, client_queue) = sync_channel(QUEUED_PIECES);
-        scope.spawn(|| deliver(upstream_queue, &upstream, client));
-        scope.spawn(|| deliver(client_queue, client, &upstream));
-        let responses = scope.spawn(|| {
-            let outbox = Outbox {
-                sender: to_client,
-                delay,
-                earliest: opened,
-            };
-            let result = forward_responses(shared, &upstream, &outbox, &pending);
-            let _ = outbox.send(Piece::End);
+        let (to_upstream, to_client) = if delay.is_zero() {
+            (
+                Outbox::Direct {
+                    to: &upstream,
+                    other: client,
+                },
+                Outbox::Direct {
+                    to: client,
+                    other: &upstream,
+                },
+            )
+        } else {
+            let (to_upstream, upstream_queue) = sync_channel(QUEUED_PIECES);
+            let (to_client, client_queue) = sync_channel(QUEUED_PIECES);
+            scope.spawn(|| deliver(upstream_queue, &upstream, client));
+            scope.spawn(|| deliver(client_queue, client, &upstream));
+            (
+                Outbox::Delayed {
+                    sender: to_upstream,
+                    delay,
+                    earliest: to_upstream_earliest,
+                },
+                Outbox::Delayed {
+                    sender: to_client,
+                    delay,
+                    earliest: opened,
+                },
+            )
+        };
+        let (upstream_ref, pending_ref) = (&upstream, &pending);
+        let responses = scope.spawn(move || {
+            let result = forward_responses(shared, upstream_ref, &to_client, pending_ref);
+            to_client.end();
             result
         });
-        let outbox = Outbox {
-            sender: to_upstream,
-            delay,
-            earliest: to_upstream_earliest,
-        };
-        let requests = forward_requests(shared, index, client, &outbox, &pending);
-        let _ = outbox.send(Piece::End);
-        drop(outbox);
+        let requests = forward_requests(shared, index, client, &to_upstream, &pending);
+        to_upstream.end();
+        drop(to_upstream);
         let responses = responses
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the response thread panicked")));
@@ -253,7 +297,7 @@ fn forward_requests(
     shared: &Shared,
     connection: u64,
     client: &TcpStream,
-    outbox: &Outbox,
+    outbox: &Outbox<'_>,
     pending: &Pending,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(PIECE, client);
@@ -293,7 +337,7 @@ fn forward_requests(
 fn forward_responses(
     shared: &Shared,
     upstream: &TcpStream,
-    outbox: &Outbox,
+    outbox: &Outbox<'_>,
     pending: &Pending,
 ) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(PIECE, upstream);
@@ -400,7 +444,7 @@ fn status_of(head: &[u8]) -> io::Result<u16> {
 fn copy_body(
     reader: &mut BufReader<&TcpStream>,
     framing: Framing,
-    outbox: &Outbox,
+    outbox: &Outbox<'_>,
 ) -> io::Result<()> {
     match framing {
         Framing::Length(length) => copy_exactly(reader, length, outbox),
@@ -437,7 +481,7 @@ fn copy_body(
 fn copy_exactly(
     reader: &mut BufReader<&TcpStream>,
     mut left: u64,
-    outbox: &Outbox,
+    outbox: &Outbox<'_>,
 ) -> io::Result<()> {
     while left > 0 {
         let buffer = reader.fill_buf()?;
