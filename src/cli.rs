@@ -478,8 +478,9 @@ pub struct PublishArgs {
     )]
     pub allow_unsigned: bool,
 
-    /// Copies at once
-    #[arg(long, value_name = "N", default_value_t = 8, env = "IMAGEPIPE_JOBS")]
+    /// Images copied at once, and lookups and tags set at once (each image's own objects are copied
+    /// concurrently too): a remote registry is latency-bound, so many small requests in flight pay off
+    #[arg(long, value_name = "N", default_value_t = 32, env = "IMAGEPIPE_JOBS")]
     pub jobs: usize,
 }
 

@@ -11,7 +11,7 @@
 //! With `--published-image-info`, the final image-info is the published record with this run's images replacing
 //! theirs (see [`crate::model::published`]), so a partial release keeps the record of what it did not rebuild.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,7 +34,8 @@ use crate::stages::{
 use crate::store::copy::{Copier, CopyStats, absent_when_unreadable};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
-    AnyStore, Location, ManifestReference, Store, StoreError, our_digest, staging_repository,
+    AnyStore, Location, ManifestReference, Store, StoreError, our_digest, signature_tag,
+    staging_repository,
 };
 
 /// Tags set between two progress lines.
@@ -158,9 +159,11 @@ pub async fn run(
     let plans = plan(&info, staging_prefix.as_deref(), registry_override.as_ref())?;
     let client = Arc::new(RegistryClient::new(client)?);
     let source = AnyStore::open(&staging, &client);
-    if !allow_unsigned {
-        require_signatures(&source, &plans, jobs).await?;
-    }
+    let signature_tags = if allow_unsigned {
+        SignatureTags::new()
+    } else {
+        require_signatures(&source, &plans, jobs).await?
+    };
     if dry_run {
         print!("{}", describe(&plans, &client).await?);
         tracing::info!("dry run: nothing was copied or tagged");
@@ -172,6 +175,7 @@ pub async fn run(
     let copied: Vec<CopyStats> = stream::iter(&plans)
         .map(|plan| {
             let (source, client, done, staging) = (&source, &client, &done, &staging);
+            let signature_tags = &signature_tags;
             async move {
                 let target = AnyStore::open(&plan.target, client);
                 let copier = Copier {
@@ -181,7 +185,7 @@ pub async fn run(
                     to: &plan.repository,
                     same_store: *staging == plan.target,
                 };
-                let stats = copy_image(&copier, plan)
+                let stats = copy_image(&copier, plan, signature_tags)
                     .await
                     .with_context(|| format!("copying `{}` to {}", plan.repository, plan.target))?;
                 let mut done = done.lock().await;
@@ -264,34 +268,49 @@ async fn require_signatures(
     source: &AnyStore,
     plans: &[ImagePlan],
     jobs: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SignatureTags> {
     let lookups = plans.iter().flat_map(|plan| {
         plan.digests().map(move |digest| async move {
-            let signatures = source
-                .signatures_of(&plan.source, digest)
+            let looking = || {
+                format!(
+                    "looking for the signatures of `{}/{}@{digest}`",
+                    source.name(),
+                    plan.source
+                )
+            };
+            let tagged = source
+                .head_manifest(&plan.source, ManifestReference::Tag(&signature_tag(digest)))
                 .await
-                .with_context(|| {
-                    format!(
-                        "looking for the signatures of `{}/{}@{digest}`",
-                        source.name(),
-                        plan.source
-                    )
-                })?;
-            Ok::<_, anyhow::Error>(
-                signatures
-                    .is_empty()
-                    .then(|| format!("`{}@{digest}`", plan.source)),
-            )
+                .with_context(looking)?
+                .and_then(|descriptor| our_digest(descriptor.digest()));
+            let signed = match &tagged {
+                Some(_) => true,
+                None => !source
+                    .signatures_of(&plan.source, digest)
+                    .await
+                    .with_context(looking)?
+                    .is_empty(),
+            };
+            Ok::<_, anyhow::Error>((plan, digest, tagged, signed))
         })
     });
-    let checked: Vec<Option<String>> = stream::iter(lookups)
+    let checked: Vec<(&ImagePlan, &Digest, Option<Digest>, bool)> = stream::iter(lookups)
         .buffered(jobs.max(1))
         .try_collect()
         .await?;
     let total = checked.len();
-    let unsigned: Vec<String> = checked.into_iter().flatten().collect();
+    let mut tags = SignatureTags::new();
+    let mut unsigned = Vec::new();
+    for (plan, digest, tagged, signed) in checked {
+        if !signed {
+            unsigned.push(format!("`{}@{digest}`", plan.source));
+        }
+        if let Some(tagged) = tagged {
+            tags.insert((plan.source.clone(), digest.clone()), tagged);
+        }
+    }
     if unsigned.is_empty() {
-        return Ok(());
+        return Ok(tags);
     }
     Err(Refusal {
         message: format!(
@@ -310,24 +329,42 @@ async fn require_signatures(
     .into())
 }
 
-/// Platform images (concurrently), then the index (whose children are then present), then every digest's
-/// signatures (concurrently).
+/// The index with the platform images it lists (concurrently), any platform image it does not list, then every
+/// digest's signatures (concurrently). An index the target has already brings its platform images (registries
+/// refuse an index whose children are missing), so they are not asked for one by one.
 async fn copy_image(
     copier: &Copier<'_, AnyStore, AnyStore>,
     plan: &ImagePlan,
+    signature_tags: &SignatureTags,
 ) -> Result<CopyStats, StoreError> {
-    let platforms = plan
-        .platforms
-        .iter()
-        .map(|(digest, _)| copier.copy_manifest(digest));
-    let mut stats: CopyStats = try_join_all(platforms).await?.into_iter().sum();
-    if let Some((digest, _)) = &plan.index {
-        stats += copier.copy_manifest(digest).await?;
+    let mut stats = CopyStats::default();
+    let listed = match &plan.index {
+        Some((digest, _)) => {
+            let (copied, listed) = copier.copy_manifest_listing(digest).await?;
+            stats += copied;
+            listed
+        }
+        None => Some(Vec::new()),
+    };
+    if let Some(listed) = listed {
+        let platforms = plan
+            .platforms
+            .iter()
+            .filter(|(digest, _)| !listed.contains(digest))
+            .map(|(digest, _)| copier.copy_manifest(digest));
+        stats += try_join_all(platforms).await?.into_iter().sum();
     }
-    let signatures = plan.digests().map(|digest| copier.copy_signatures(digest));
+    let signatures = plan.digests().map(|digest| {
+        let known = signature_tags.get(&(plan.source.clone(), digest.clone()));
+        copier.copy_signatures_known(digest, known)
+    });
     stats += try_join_all(signatures).await?.into_iter().sum();
     Ok(stats)
 }
+
+/// The digest of the manifest at each staged digest's `.sig` tag, by staged repository and digest, as the
+/// signature check read them.
+type SignatureTags = HashMap<(String, Digest), Digest>;
 
 /// What setting one group of tags did.
 struct TagGroup {

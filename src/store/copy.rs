@@ -71,14 +71,33 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     /// Copies the manifest `digest` and everything it refers to. Anything the target already has is skipped;
     /// a manifest the target has is complete (registries refuse manifests whose content is missing).
     pub async fn copy_manifest(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
+        Ok(self.copy_manifest_listing(digest).await?.0)
+    }
+
+    /// Copies like [`Copier::copy_manifest`], and says which manifests an index it copied lists; `None` when the
+    /// target had the manifest already (and so, registries guarantee, everything it lists).
+    pub async fn copy_manifest_listing(
+        &self,
+        digest: &Digest,
+    ) -> Result<(CopyStats, Option<Vec<Digest>>), StoreError> {
         if let Some(present) = self
             .target_manifest(ManifestReference::Digest(digest))
             .await?
         {
-            return Ok(CopyStats::skipped(present.size()));
+            return Ok((CopyStats::skipped(present.size()), None));
         }
         let manifest = self.fetch(digest).await?;
-        self.copy_content(digest, &manifest).await
+        let listed = if media_type::is_index(&manifest.media_type) {
+            let index: ImageIndex = parse(self, digest, &manifest)?;
+            index
+                .manifests()
+                .iter()
+                .filter_map(|child| our_digest(child.digest()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((self.copy_content(digest, &manifest).await?, Some(listed)))
     }
 
     /// Copies what `manifest` (already read from the source) refers to, then the manifest itself.
@@ -115,8 +134,28 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     /// source has the referrers API. When the target's tag already names the source's signature manifest,
     /// nothing else is asked.
     pub async fn copy_signatures(&self, digest: &Digest) -> Result<CopyStats, StoreError> {
+        self.copy_signatures_known(digest, None).await
+    }
+
+    /// Copies like [`Copier::copy_signatures`], given the digest of the source's `.sig` manifest when it was
+    /// read already: a target whose tag names it is then left alone without reading the source again.
+    pub async fn copy_signatures_known(
+        &self,
+        digest: &Digest,
+        source_signature: Option<&Digest>,
+    ) -> Result<CopyStats, StoreError> {
         let mut stats = CopyStats::default();
         let tag = signature_tag(digest);
+        if let Some(known) = source_signature
+            && !self.source.has_referrers_api(self.from).await?
+        {
+            let current = self.target_manifest(ManifestReference::Tag(&tag)).await?;
+            if let Some(current) = current
+                && our_digest(current.digest()).as_ref() == Some(known)
+            {
+                return Ok(CopyStats::skipped(current.size()));
+            }
+        }
         let tagged = self
             .source
             .get_manifest(self.from, ManifestReference::Tag(&tag))
