@@ -64,9 +64,20 @@ impl Scene {
     }
 
     fn network(&self) -> Network<'_> {
+        let config = |registry: &Registry| {
+            registry
+                .log_path()
+                .parent()
+                .expect("the registry's folder")
+                .join("config.yml")
+        };
         Network {
             staging: &self.staging_proxy,
             public: &self.public_proxy,
+            registry_processes: [&self.staging, &self.public]
+                .into_iter()
+                .flat_map(|registry| measure::processes_serving(&config(registry)))
+                .collect(),
         }
     }
 

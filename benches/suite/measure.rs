@@ -7,17 +7,20 @@ use std::time::{Duration, Instant};
 
 use crate::common::latency_proxy::{LatencyProxy, LoggedRequest};
 
-/// The registries of one scene behind their proxies: staging and public.
+/// The registries of one scene behind their proxies: staging and public, and the registries' processes.
 pub struct Network<'a> {
     pub staging: &'a LatencyProxy,
     pub public: &'a LatencyProxy,
+    pub registry_processes: Vec<u32>,
 }
 
-/// Where both logs stood before something ran.
+/// Where both logs and the CPU clocks stood before something ran.
 #[derive(Clone, Copy)]
 pub struct Mark {
     staging: (usize, u64, u64),
     public: (usize, u64, u64),
+    registries_cpu: f64,
+    proxies_cpu: f64,
 }
 
 /// The requests between a mark and now.
@@ -34,6 +37,10 @@ pub struct Requests {
     pub registry_seconds: f64,
     /// Over all requests, the registry's time plus the round trip: how long the client waited on each at least.
     pub waited_seconds: f64,
+    /// CPU time of the registry processes meanwhile.
+    pub registries_cpu_seconds: f64,
+    /// CPU time of this process meanwhile: the proxies, and the harness (idle while a step runs).
+    pub proxies_cpu_seconds: f64,
 }
 
 impl Requests {
@@ -48,6 +55,12 @@ impl Network<'_> {
         Mark {
             staging: mark_of(self.staging),
             public: mark_of(self.public),
+            registries_cpu: self
+                .registry_processes
+                .iter()
+                .map(|process| cpu_seconds(&process.to_string()))
+                .sum(),
+            proxies_cpu: cpu_seconds("self"),
         }
     }
 
@@ -70,8 +83,51 @@ impl Network<'_> {
             requests.connections += proxy.connections() - connections;
             requests.tls_probes += proxy.tls_probes() - tls_probes;
         }
+        requests.registries_cpu_seconds = self.mark().registries_cpu - mark.registries_cpu;
+        requests.proxies_cpu_seconds = cpu_seconds("self") - mark.proxies_cpu;
         requests
     }
+}
+
+/// User and system CPU time of a process (`self` or a pid) so far, from `/proc/<process>/stat`.
+fn cpu_seconds(process: &str) -> f64 {
+    /// The unit of `/proc` CPU times (USER_HZ), 100 on Linux.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces: state is the first, utime
+    // and stime the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+}
+
+/// The processes whose command line names `config` (a registry's config file).
+pub fn processes_serving(config: &std::path::Path) -> Vec<u32> {
+    let wanted = config.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let command_line = std::fs::read(entry.path().join("cmdline")).ok()?;
+            command_line
+                .split(|byte| *byte == 0)
+                .any(|argument| argument == wanted)
+                .then_some(pid)
+        })
+        .collect()
 }
 
 fn mark_of(proxy: &LatencyProxy) -> (usize, u64, u64) {
