@@ -63,7 +63,7 @@ const SETTLE_AFTER: Duration = Duration::from_secs(2);
 const SETTLE_ROUNDS: u32 = 5;
 
 /// Digests read back at once when settling.
-const CONCURRENT_CHECKS: usize = 16;
+const CONCURRENT_CHECKS: usize = 32;
 
 /// Why a digest could not be signed.
 #[derive(Debug, thiserror::Error)]
@@ -141,22 +141,26 @@ impl<S: Store> Signer<'_, S> {
                 .iter()
                 .flat_map(|(_, layers)| layers)
                 .any(|layer| layer.payload_digest == payload_digest);
-            if !payload_present && !payload_pushed {
-                self.store
-                    .put_blob(repository, &payload_digest, payload.clone())
-                    .await?;
-                payload_pushed = true;
-            }
+            let payload_to_push =
+                (!payload_present && !payload_pushed).then_some((&payload_digest, &payload));
             let layer = SignatureLayer {
                 payload_digest: payload_digest.clone(),
                 payload_size: payload.len() as u64,
                 signature: BASE64.encode(self.key.sign(&payload)),
             };
             rounds += 1;
-            match self
-                .write(repository, digest, existing, layer, read_at)
-                .await
-            {
+            let written = self
+                .write(
+                    repository,
+                    digest,
+                    existing,
+                    layer,
+                    payload_to_push,
+                    read_at,
+                )
+                .await;
+            payload_pushed |= payload_to_push.is_some() && written.is_ok();
+            match written {
                 Ok(Written::Stored(manifest_digest)) if self.storage == Storage::Referrer => {
                     // A referrer is a manifest of its own: no other signer's write can replace it.
                     return Ok(Signed {
@@ -255,6 +259,7 @@ impl<S: Store> Signer<'_, S> {
         digest: &Digest,
         existing: Vec<(Digest, Vec<SignatureLayer>)>,
         layer: SignatureLayer,
+        payload: Option<(&Digest, &bytes::Bytes)>,
         read_at: Instant,
     ) -> Result<Written, StoreError> {
         let (layers, subject) = match self.storage {
@@ -270,13 +275,22 @@ impl<S: Store> Signer<'_, S> {
             Storage::Referrer => (vec![layer], Some(self.subject(repository, digest).await?)),
         };
         let objects = signature_objects(&layers, subject.as_ref());
-        self.store
-            .put_blob(
-                repository,
-                &Digest::of(&objects.config),
-                objects.config.clone(),
-            )
-            .await?;
+        // The payload (when not there yet) and the config are pushed side by side: two round trips, not four.
+        let push_payload = async {
+            match payload {
+                Some((payload_digest, payload)) => {
+                    self.store
+                        .put_blob(repository, payload_digest, payload.clone())
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let config_digest = Digest::of(&objects.config);
+        let push_config = self
+            .store
+            .put_blob(repository, &config_digest, objects.config.clone());
+        futures_util::future::try_join(push_payload, push_config).await?;
         let manifest = StoredManifest {
             media_type: media_type::OCI_MANIFEST.to_owned(),
             bytes: objects.manifest,

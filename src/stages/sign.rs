@@ -32,7 +32,7 @@ use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
 
 /// Digests signed at once: each takes a few small requests, which the client bounds on its own.
-const CONCURRENT_SIGNATURES: usize = 16;
+const CONCURRENT_SIGNATURES: usize = 32;
 /// Digests named in a refusal before the rest are only counted.
 const LISTED_DIGESTS: usize = 10;
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
+use futures_util::future::try_join_all;
 use oci_spec::image::{
     Arch, Descriptor, ImageIndexBuilder, ImageManifest, MediaType, Os, PlatformBuilder,
 };
@@ -142,19 +143,16 @@ pub async fn build_index(
     children: &[Child],
     media_type: IndexMediaType,
 ) -> anyhow::Result<StoredManifest> {
-    let mut manifests = Vec::with_capacity(children.len() * 2);
-    for child in children {
-        manifests.push(describer.describe(repository, &child.image).await?);
-    }
-    for child in children {
-        if let Some(attestation) = &child.attestation {
-            manifests.push(
-                describer
-                    .describe_attestation(repository, attestation, &child.image)
-                    .await?,
-            );
-        }
-    }
+    // Described side by side: against a remote registry each description is two round trips.
+    let images = children
+        .iter()
+        .map(|child| describer.describe(repository, &child.image));
+    let attestations = children.iter().filter_map(|child| {
+        let attestation = child.attestation.as_ref()?;
+        Some(describer.describe_attestation(repository, attestation, &child.image))
+    });
+    let mut manifests = try_join_all(images).await?;
+    manifests.extend(try_join_all(attestations).await?);
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::from(media_type.as_str()))
@@ -177,9 +175,8 @@ pub async fn push_index(
     shared_tags: &[String],
     index: &StoredManifest,
 ) -> anyhow::Result<usize> {
-    let digest = index.digest();
-    let mut pushed = 0;
-    for tag in shared_tags {
+    let digest = &index.digest();
+    let pushes = shared_tags.iter().map(|tag| async move {
         let current = store
             .head_manifest(repository, ManifestReference::Tag(tag))
             .await
@@ -187,15 +184,15 @@ pub async fn push_index(
         if current
             .and_then(|descriptor| our_digest(descriptor.digest()))
             .as_ref()
-            == Some(&digest)
+            == Some(digest)
         {
-            continue;
+            return Ok::<_, anyhow::Error>(0);
         }
         store
             .put_manifest(repository, ManifestReference::Tag(tag), index)
             .await
             .with_context(|| format!("pushing index `{}/{repository}:{tag}`", store.name()))?;
-        pushed += 1;
-    }
-    Ok(pushed)
+        Ok(1)
+    });
+    Ok(try_join_all(pushes).await?.into_iter().sum())
 }

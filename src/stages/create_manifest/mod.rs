@@ -33,7 +33,7 @@ use imports::{Import, Published, Sources};
 use index::{Child, Describer};
 
 /// Indexes built at once; each needs a few requests, which the client bounds on its own.
-const CONCURRENT_INDEXES: usize = 8;
+const CONCURRENT_INDEXES: usize = 32;
 
 /// Which kind of manifest list to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
