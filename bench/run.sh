@@ -6,7 +6,7 @@
 #
 # Settings: images, platforms, layers, layer-bytes, shared-tags, runs, delays-ms (one-way, comma-separated:
 # "20,0" is 40 ms round trip, then loopback), peer-sample, cosign-all-sample, large-mib, real-manifest (0/1),
-# only (create-manifest,sign,publish: which peers run), output.
+# only (create-manifest,sign,publish: which peers run; "none": imagepipe alone, a quick look), output.
 # Needs the registry and the peers from scripts/install-test-deps.sh; IMAGEPIPE_TOOLS_DIR names its tools dir
 # when it is not ./tools.
 set -euo pipefail
