@@ -32,7 +32,11 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let sent = self
-                .transmit(decorate(client.request(method.clone(), url)), &mut deadline)
+                .transmit(
+                    decorate(client.request(method.clone(), url)),
+                    0,
+                    &mut deadline,
+                )
                 .await;
             let outcome = self
                 .after_attempt(method, url, attempt, attempts, deadline, sent)
@@ -76,10 +80,11 @@ impl RegistryClient {
 
     /// Sends one attempt within the bound on requests in flight, counting it. Waiting for a free slot counts
     /// against the stage's deadline only, so the request's own time starts when it is sent; an attempt with no
-    /// answer by its attempt deadline is abandoned as stalled.
+    /// answer by its attempt deadline (later for a request body of `body_bytes` to send) is abandoned as stalled.
     pub(super) async fn transmit(
         &self,
         request: reqwest::RequestBuilder,
+        body_bytes: u64,
         deadline: &mut Deadline,
     ) -> Result<Response, AttemptFailure> {
         let queued = Instant::now();
@@ -96,7 +101,10 @@ impl RegistryClient {
             .timeouts
             .postponed(*deadline, queued.elapsed());
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let answer_by = self.settings.timeouts.attempt_deadline(*deadline);
+        let answer_by = self
+            .settings
+            .timeouts
+            .attempt_deadline(*deadline, body_bytes);
         match tokio::time::timeout_at(answer_by, request.send()).await {
             Ok(sent) => sent.map_err(AttemptFailure::Connection),
             Err(_) => Err(AttemptFailure::Stalled),
@@ -133,7 +141,7 @@ impl RegistryClient {
                 (retry_after, format!("{status}"))
             }
             Err(failure) => {
-                let reason = failure.reason(self.settings.timeouts.attempt);
+                let reason = failure.reason(self.settings.timeouts.attempt_limit());
                 if Instant::now() >= deadline.at {
                     return Err(timed_out(method, url, deadline, reason, attempt));
                 }

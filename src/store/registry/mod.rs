@@ -102,7 +102,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(settings: ClientSettings) -> Result<Self, StoreError> {
-        let idle = settings.timeouts.attempt;
+        let idle = settings.timeouts.attempt_limit();
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!("imagepipe/", env!("CARGO_PKG_VERSION")))
@@ -277,7 +277,7 @@ impl RegistryClient {
                 if let Some(body) = &request.body {
                     builder = builder.body(body.clone());
                 }
-                self.transmit(builder, &mut deadline).await
+                self.transmit(builder, body_bytes, &mut deadline).await
             };
             if let Ok(response) = &sent {
                 if response.status() == StatusCode::UNAUTHORIZED {
