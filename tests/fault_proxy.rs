@@ -425,6 +425,7 @@ async fn a_seeded_plan_replays_and_lets_retries_through() {
         kinds: vec![Fault::Status(500), Fault::Status(503)],
         most_per_request: 2,
         most_stalls: 0,
+        cover_every_kind: false,
     };
     let client = client();
     let mut runs = Vec::new();
@@ -452,4 +453,46 @@ async fn a_seeded_plan_replays_and_lets_retries_through() {
     assert_eq!(runs[0], runs[1], "the same seed, the same faults");
     assert_ne!(runs[0], runs[2], "another seed, other faults");
     assert!(!runs[0].is_empty());
+}
+
+#[tokio::test]
+async fn a_plan_covering_every_kind_puts_each_once_where_it_tells() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start_random(
+        &registry.host(),
+        "",
+        common::proxy::RandomFaults {
+            seed: 1,
+            rate: 0.0,
+            kinds: vec![Fault::ResetMidBody, Fault::Status(500)],
+            most_per_request: 1,
+            most_stalls: 0,
+            cover_every_kind: true,
+        },
+    );
+    let client = client();
+    let tags = format!("{}/v2/fault-proxy/cover/tags/list", proxy.url());
+    // A HEAD has no body to break; the API probe gets no covering fault; the GET of tags has a body.
+    for (method, url) in [
+        (reqwest::Method::HEAD, tags.clone()),
+        (reqwest::Method::GET, format!("{}/v2/", proxy.url())),
+        (reqwest::Method::GET, tags.clone()),
+        (reqwest::Method::GET, tags),
+    ] {
+        let _ = client.request(method, url).send().await;
+    }
+    let applied: Vec<(String, Fault)> = proxy
+        .applied()
+        .into_iter()
+        .map(|applied| (applied.method, applied.fault))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            ("HEAD".to_owned(), Fault::Status(500)),
+            ("GET".to_owned(), Fault::ResetMidBody)
+        ]
+    );
+    assert_eq!(proxy.uncovered(), []);
+    assert_eq!(proxy.requests().len(), 4);
 }

@@ -2,7 +2,8 @@
 //! with a status, a 429 with `Retry-After`, a dropped connection, a stall, or a broken answer (reset or cut short
 //! part-way through the body, or withheld after the headers), which a real registry cannot do on demand.
 //!
-//! Faults come either as a list, one per matching request in order, or from a seeded plan
+//! Faults come as a list, one per matching request in order; or targeted, each at the first request of a method
+//! and path; or from a seeded plan
 //! ([`RandomFaults`]) that decides for each request by its method, its path and how often it was seen before, so
 //! that a seed replays the same faults on the same requests whatever order concurrent requests arrive in.
 //!
@@ -71,6 +72,14 @@ impl Fault {
         matches!(self, Fault::Stall | Fault::StalledBody)
     }
 
+    /// Whether it breaks an answer's body, so it only tells on requests whose body is read.
+    pub fn needs_body(&self) -> bool {
+        matches!(
+            self,
+            Fault::ResetMidBody | Fault::TruncatedBody | Fault::StalledBody
+        )
+    }
+
     /// Whether the request reaches the registry before the fault.
     fn after_upstream(&self) -> bool {
         matches!(
@@ -78,6 +87,14 @@ impl Fault {
             Fault::AnswerLost | Fault::ResetMidBody | Fault::TruncatedBody | Fault::StalledBody
         )
     }
+}
+
+/// A fault for the first request of `method` whose path holds `path`.
+#[derive(Debug, Clone)]
+pub struct Targeted {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub fault: Fault,
 }
 
 /// A seeded plan: each request matching `applies_to` gets a fault with probability `rate`, of a kind drawn
@@ -93,6 +110,10 @@ pub struct RandomFaults {
     pub most_per_request: u32,
     /// Stalls in all, at most: each costs the client its attempt timeout.
     pub most_stalls: usize,
+    /// Before faults come at `rate`, each kind once, in an order the seed shuffles, on the first requests it
+    /// suits (other than the API probe `GET /v2/`): so every kind is met in every run, whatever the seed. Which request gets which of these can vary
+    /// with the order concurrent requests arrive in; the faults at `rate` replay exactly.
+    pub cover_every_kind: bool,
 }
 
 /// One request the proxy saw.
@@ -123,7 +144,6 @@ pub struct FaultProxy {
 
 struct Shared {
     upstream: String,
-    applies_to: String,
     /// While set, every request is read and its connection closed without an answer.
     cut: AtomicBool,
     state: Mutex<State>,
@@ -133,8 +153,13 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// Faults apply to requests whose path holds this.
+    applies_to: String,
     faults: VecDeque<Fault>,
+    targeted: Vec<Targeted>,
     plan: Option<RandomFaults>,
+    /// The kinds of the plan not yet met, when it covers every kind.
+    uncovered: Vec<Fault>,
     /// Per request key (method and normalised path): how often it was seen, and how often faulted.
     seen: HashMap<String, (u64, u32)>,
     stalls: usize,
@@ -152,30 +177,55 @@ impl Shared {
 
     /// The fault for this request, if any: the next of the list, or the seeded plan's decision.
     fn next_fault(&self, request: &RequestHead) -> Option<Fault> {
-        if !request.path.contains(&self.applies_to) {
+        let mut state = self.state();
+        if let Some(index) = state.targeted.iter().position(|target| {
+            target.method == request.method && request.path.contains(target.path)
+        }) {
+            return Some(state.targeted.remove(index).fault);
+        }
+        if !request.path.contains(&state.applies_to) {
             return None;
         }
-        let mut state = self.state();
         if let Some(fault) = state.faults.pop_front() {
             return Some(fault);
         }
         let plan = state.plan.clone()?;
         let key = format!("{} {}", request.method, normalised(&request.path));
-        let stalls = state.stalls;
-        let (occurrence, faulted) = state.seen.entry(key.clone()).or_default();
-        *occurrence += 1;
-        let mut random = fastrand::Rng::with_seed(
-            plan.seed ^ fnv1a(key.as_bytes()) ^ occurrence.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        if *faulted >= plan.most_per_request || plan.kinds.is_empty() || random.f64() >= plan.rate {
+        let entry = state.seen.entry(key.clone()).or_default();
+        entry.0 += 1;
+        let (occurrence, faulted) = *entry;
+        if faulted >= plan.most_per_request {
             return None;
         }
-        let mut fault = plan.kinds[random.usize(..plan.kinds.len())].clone();
-        if fault.is_stall() && stalls >= plan.most_stalls {
-            let others: Vec<&Fault> = plan.kinds.iter().filter(|kind| !kind.is_stall()).collect();
-            fault = (*others.get(random.usize(..others.len().max(1)))?).clone();
+        let stalls = state.stalls;
+        // Body faults go where a body is read: a GET other than the API probe `/v2/`.
+        let reads_body = request.method == "GET" && request.path != "/v2/";
+        let suits = |kind: &Fault| {
+            (reads_body || !kind.needs_body()) && (stalls < plan.most_stalls || !kind.is_stall())
+        };
+        // Each kind once on a request of the stage's own work, not on the API probe `/v2/`.
+        let covering = request.path != "/v2/";
+        let fault = match state.uncovered.iter().position(suits).filter(|_| covering) {
+            Some(index) => state.uncovered.remove(index),
+            None => {
+                let mut random = fastrand::Rng::with_seed(
+                    plan.seed
+                        ^ fnv1a(key.as_bytes())
+                        ^ occurrence.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                if random.f64() >= plan.rate {
+                    return None;
+                }
+                let suitable: Vec<&Fault> = plan.kinds.iter().filter(|kind| suits(kind)).collect();
+                if suitable.is_empty() {
+                    return None;
+                }
+                suitable[random.usize(..suitable.len())].clone()
+            }
+        };
+        if let Some(entry) = state.seen.get_mut(&key) {
+            entry.1 += 1;
         }
-        *faulted += 1;
         if fault.is_stall() {
             state.stalls += 1;
         }
@@ -203,6 +253,16 @@ impl Shared {
     }
 }
 
+/// The kinds a plan that covers every kind has still to apply: all of them, in an order its seed shuffles.
+fn uncovered(plan: &RandomFaults) -> Vec<Fault> {
+    if !plan.cover_every_kind {
+        return Vec::new();
+    }
+    let mut kinds = plan.kinds.clone();
+    fastrand::Rng::with_seed(plan.seed).shuffle(&mut kinds);
+    kinds
+}
+
 /// A request path without its query, and with upload session IDs (random per upload) replaced by `*`.
 fn normalised(path: &str) -> String {
     let path = path.split('?').next().unwrap_or_default();
@@ -228,6 +288,13 @@ impl FaultProxy {
         Self::launch(upstream, applies_to, faults, None)
     }
 
+    /// Like [`FaultProxy::start`], with each fault for the first request it targets.
+    pub fn start_targeted(upstream: &str, targeted: Vec<Targeted>) -> Self {
+        let proxy = Self::launch(upstream, "", Vec::new(), None);
+        proxy.shared.state().targeted = targeted;
+        proxy
+    }
+
     /// Like [`FaultProxy::start`], with faults decided by a seeded plan.
     pub fn start_random(upstream: &str, applies_to: &str, plan: RandomFaults) -> Self {
         Self::launch(upstream, applies_to, Vec::new(), Some(plan))
@@ -241,10 +308,11 @@ impl FaultProxy {
     ) -> Self {
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
-            applies_to: applies_to.to_owned(),
             cut: AtomicBool::new(false),
             state: Mutex::new(State {
+                applies_to: applies_to.to_owned(),
                 faults: faults.into(),
+                uncovered: plan.as_ref().map(uncovered).unwrap_or_default(),
                 plan,
                 ..State::default()
             }),
@@ -287,20 +355,39 @@ impl FaultProxy {
 
     /// Waits until at least `count` requests were seen, or `limit` passed; returns whether they were.
     pub fn wait_for_requests(&self, count: usize, limit: Duration) -> bool {
+        self.wait_for(limit, |requests| requests.len() >= count)
+    }
+
+    /// Waits until the requests seen so far meet `condition`, or `limit` passed; returns whether they do.
+    pub fn wait_for(&self, limit: Duration, condition: impl Fn(&[ProxiedRequest]) -> bool) -> bool {
         let state = self.shared.state();
         let (state, _) = self
             .shared
             .recorded
-            .wait_timeout_while(state, limit, |state| state.requests.len() < count)
+            .wait_timeout_while(state, limit, |state| !condition(&state.requests))
             .unwrap_or_else(PoisonError::into_inner);
-        state.requests.len() >= count
+        condition(&state.requests)
     }
 
     /// From now on, no more faults: every request is forwarded.
     pub fn calm(&self) {
         let mut state = self.shared.state();
         state.faults.clear();
+        state.targeted.clear();
+        state.uncovered.clear();
         state.plan = None;
+    }
+
+    /// From now on, faults come from `plan`, on requests whose path holds `applies_to`, counted afresh (the
+    /// log of requests and applied faults is kept).
+    pub fn replan(&self, applies_to: &str, plan: RandomFaults) {
+        let mut state = self.shared.state();
+        state.applies_to = applies_to.to_owned();
+        state.faults.clear();
+        state.uncovered = uncovered(&plan);
+        state.plan = Some(plan);
+        state.seen.clear();
+        state.stalls = 0;
     }
 
     /// From now on, every request is read and its connection closed without an answer, as if the network
@@ -315,9 +402,15 @@ impl FaultProxy {
         self.shared.cut.store(false, Ordering::SeqCst);
     }
 
-    /// The faults of the list not yet used.
+    /// The kinds a plan that covers every kind has not applied yet.
+    pub fn uncovered(&self) -> Vec<Fault> {
+        self.shared.state().uncovered.clone()
+    }
+
+    /// The faults of the list (or targeted) not yet used.
     pub fn faults_left(&self) -> usize {
-        self.shared.state().faults.len()
+        let state = self.shared.state();
+        state.faults.len() + state.targeted.len()
     }
 }
 
