@@ -17,7 +17,8 @@
 //! publish, then restarted, converges on a re-run.
 //!
 //! Every seeded plan derives from one base seed, printed by each test (a failure shows it): set
-//! `IMAGEPIPE_FAULT_SEED=<base>` to replay the same faults on the same requests.
+//! `IMAGEPIPE_FAULT_SEED=<base>` to replay it. The plans then make the same decisions for the same requests; as a
+//! stage's concurrent requests vary a little from run to run, a replay is close, not exact.
 
 mod common;
 

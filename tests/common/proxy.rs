@@ -3,9 +3,10 @@
 //! part-way through the body, or withheld after the headers), which a real registry cannot do on demand.
 //!
 //! Faults come as a list, one per matching request in order; or targeted, each at the first request of a method
-//! and path; or from a seeded plan
-//! ([`RandomFaults`]) that decides for each request by its method, its path and how often it was seen before, so
-//! that a seed replays the same faults on the same requests whatever order concurrent requests arrive in.
+//! and path; or from a seeded plan ([`RandomFaults`]) that decides for each request by its method, its path and
+//! how often it was seen before, so that a seed makes the same decisions for the same requests in whatever order
+//! they arrive. (A stage's concurrent requests still vary a little from run to run, and with them which requests
+//! a plan that covers every kind puts each kind on: a replay is close, not exact.)
 //!
 //! One request per connection: every answer carries `Connection: close`, so a client reconnects for its next
 //! request. The `Host` header is forwarded unchanged, so the upload `Location` URLs the registry builds from it
@@ -216,7 +217,19 @@ impl Shared {
                 if random.f64() >= plan.rate {
                     return None;
                 }
-                let suitable: Vec<&Fault> = plan.kinds.iter().filter(|kind| suits(kind)).collect();
+                // Stalls still to cover keep their share of the stall budget.
+                let reserved = state
+                    .uncovered
+                    .iter()
+                    .filter(|kind| kind.is_stall())
+                    .count();
+                let suitable: Vec<&Fault> = plan
+                    .kinds
+                    .iter()
+                    .filter(|kind| {
+                        suits(kind) && (!kind.is_stall() || stalls + reserved < plan.most_stalls)
+                    })
+                    .collect();
                 if suitable.is_empty() {
                     return None;
                 }
