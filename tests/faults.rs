@@ -407,6 +407,14 @@ fn failed_clearly(ran: &Ran, hosts: &[String]) {
         "the error names the registry ({hosts:?}): {}",
         errors[0]
     );
+    let bare = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+        .iter()
+        .any(|method| errors[0].starts_with(&format!("error: {method} ")));
+    assert!(
+        !bare,
+        "the error says what was being done, not only which request failed: {}",
+        errors[0]
+    );
 }
 
 /// The requests that change a registry's content that `proxy` saw after the first `since`.
@@ -735,4 +743,23 @@ fn a_registry_killed_during_publish_and_restarted_converges_on_a_re_run() {
     pipeline.public.restart();
     pipeline.publish(&staging, &public.host()).run().succeeded();
     pipeline.check_published(&public.host());
+}
+
+/// When create-manifest cannot read a platform image's config, its error names the image, as it does when it
+/// cannot read the image's manifest (`reading platform image `…``).
+#[test]
+#[ignore = "defect: create-manifest reads configs without context (src/stages/create_manifest/index.rs, `get_blob` \
+            of the config): the error is only `error: GET http://…/blobs/sha256:… answered 503:  (attempt 5)`"]
+fn create_manifest_names_the_image_whose_config_it_cannot_read() {
+    let pipeline = Pipeline::new();
+    pipeline.up_to("create-manifest");
+    let proxy = FaultProxy::start_random(
+        &pipeline.staging.host(),
+        "/blobs/",
+        lasting_faults("create-manifest: configs"),
+    );
+    failed_clearly(
+        &run_faulted(pipeline.create_manifest(&proxy.host()), &[&proxy]),
+        &[proxy.host()],
+    );
 }
