@@ -40,8 +40,8 @@ const PREFIX: &str = "staging/12";
 /// 2026-01-01T00:00:00Z: builds are repeatable, so a re-run builds the same digests.
 const SOURCE_DATE_EPOCH: &str = "1767225600";
 /// The time limit of every stage run under faults; the client gives a stalled attempt an eighth of it.
-const STAGE_TIMEOUT: &str = "24s";
-const ATTEMPT_LIMIT: Duration = Duration::from_secs(3);
+const STAGE_TIMEOUT: &str = "32s";
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(4);
 /// How long a test waits for a stage it runs in the background to reach a point.
 const PATIENCE: Duration = Duration::from_secs(30);
 
