@@ -1,5 +1,7 @@
 //! Proves the fault-injecting proxy (`tests/common/proxy.rs`) against a real registry: faults come in order and
-//! only on matching paths, everything else passes through unchanged, and uploads keep pointing at the proxy.
+//! only on matching paths, everything else passes through unchanged, and uploads keep pointing at the proxy; broken
+//! answers break where they say (cut short, reset, lost after the registry acted, stalled); a seeded plan replays
+//! the same faults and lets a retrying client through.
 
 mod common;
 
@@ -267,4 +269,230 @@ fn dropping_the_proxy_closes_its_port() {
         "`{host}` still accepts connections"
     );
     drop(idle);
+}
+
+/// A raw HTTP/1.1 exchange with the proxy: what came back before the connection ended, and how it ended.
+fn raw_exchange(proxy: &FaultProxy, request: &str) -> (Vec<u8>, std::io::Result<()>) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = TcpStream::connect(proxy.host()).expect("connecting to the proxy");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("read timeout");
+    stream.write_all(request.as_bytes()).expect("sending");
+    let mut received = Vec::new();
+    let mut buffer = [0_u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return (received, Ok(())),
+            Ok(read) => received.extend_from_slice(&buffer[..read]),
+            Err(error) => return (received, Err(error)),
+        }
+    }
+}
+
+fn header_end(answer: &[u8]) -> usize {
+    answer
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|start| start + 4)
+        .expect("a whole head")
+}
+
+#[tokio::test]
+async fn broken_answers_break_where_they_say() {
+    let registry = Registry::start();
+    let direct = FaultProxy::start(&registry.host(), "", Vec::new());
+    let blob = b"a blob whose answers the proxy breaks".repeat(100);
+    upload_through(&direct, "fault-proxy/broken", &blob, false).await;
+    let digest = sha256_digest(&blob);
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        "/blobs/sha256:",
+        vec![Fault::TruncatedBody, Fault::ResetMidBody],
+    );
+    let get = format!(
+        "GET /v2/fault-proxy/broken/blobs/{digest} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        proxy.host()
+    );
+
+    let (truncated, ended) = raw_exchange(&proxy, &get);
+    assert!(ended.is_ok(), "a truncated body ends with FIN: {ended:?}");
+    let head = String::from_utf8_lossy(&truncated[..header_end(&truncated)]).to_lowercase();
+    assert!(
+        head.contains(&format!("content-length: {}", blob.len())),
+        "{head}"
+    );
+    assert_eq!(truncated.len() - header_end(&truncated), blob.len() / 2);
+
+    let (reset, ended) = raw_exchange(&proxy, &get);
+    assert_eq!(
+        ended.expect_err("a reset").kind(),
+        std::io::ErrorKind::ConnectionReset
+    );
+    assert!(
+        reset.len() < header_end(&reset) + blob.len(),
+        "cut part-way: {} bytes",
+        reset.len()
+    );
+
+    let (whole, ended) = raw_exchange(&proxy, &get);
+    assert!(ended.is_ok());
+    assert_eq!(&whole[header_end(&whole)..], &blob[..]);
+    let faults: Vec<Fault> = proxy
+        .applied()
+        .into_iter()
+        .map(|applied| applied.fault)
+        .collect();
+    assert_eq!(faults, [Fault::TruncatedBody, Fault::ResetMidBody]);
+}
+
+#[tokio::test]
+async fn a_lost_answer_took_effect_and_a_stall_did_not() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(
+        &registry.host(),
+        "/manifests/",
+        vec![Fault::AnswerLost, Fault::Stall],
+    );
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    let put = |tag: &str| {
+        format!(
+            "PUT /v2/fault-proxy/lost/manifests/{tag} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\n\r\n{}",
+            proxy.host(),
+            index.len(),
+            String::from_utf8_lossy(index)
+        )
+    };
+    let (lost, ended) = raw_exchange(&proxy, &put("lost"));
+    assert!(lost.is_empty() && ended.is_ok(), "{lost:?} {ended:?}");
+
+    // The stalled request gets nothing, however long the client waits; it gives up here after 300 ms.
+    let stalled = {
+        use std::io::{Read as _, Write as _};
+        let mut stream = TcpStream::connect(proxy.host()).expect("connecting");
+        stream
+            .write_all(put("stalled").as_bytes())
+            .expect("sending");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .expect("read timeout");
+        let mut buffer = [0_u8; 16];
+        stream.read(&mut buffer).map_err(|error| error.kind())
+    };
+    assert!(
+        matches!(
+            stalled,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "{stalled:?}"
+    );
+    assert!(proxy.wait_for_requests(2, std::time::Duration::from_secs(10)));
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .all(|request| request.fault && request.status.is_none())
+    );
+    let faults: Vec<Fault> = proxy
+        .applied()
+        .into_iter()
+        .map(|applied| applied.fault)
+        .collect();
+    assert_eq!(faults, [Fault::AnswerLost, Fault::Stall]);
+
+    // The lost answer's request reached the registry; the stalled one did not.
+    let client = client();
+    for (tag, status) in [("lost", StatusCode::OK), ("stalled", StatusCode::NOT_FOUND)] {
+        let answer = client
+            .head(format!(
+                "{}/v2/fault-proxy/lost/manifests/{tag}",
+                registry.url()
+            ))
+            .header("Accept", "application/vnd.oci.image.index.v1+json")
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(answer.status(), status, "{tag}");
+    }
+}
+
+#[tokio::test]
+async fn a_seeded_plan_replays_and_lets_retries_through() {
+    let registry = Registry::start();
+    let plan = |seed| common::proxy::RandomFaults {
+        seed,
+        rate: 0.5,
+        kinds: vec![Fault::Status(500), Fault::Status(503)],
+        most_per_request: 2,
+        most_stalls: 0,
+        cover_every_kind: false,
+    };
+    let client = client();
+    let mut runs = Vec::new();
+    for seed in [7, 7, 8] {
+        let proxy = FaultProxy::start_random(&registry.host(), "", plan(seed));
+        for path in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            for _ in 0..3 {
+                client
+                    .get(format!("{}/v2/fault-proxy/{path}/tags/list", proxy.url()))
+                    .send()
+                    .await
+                    .expect("an answer");
+            }
+        }
+        let requests = proxy.requests();
+        // No path is faulted more than twice, so the third request of each got through.
+        for third in requests.chunks(3) {
+            assert!(
+                !third[2].fault || !third[1].fault || !third[0].fault,
+                "{third:?}"
+            );
+        }
+        runs.push(proxy.applied());
+    }
+    assert_eq!(runs[0], runs[1], "the same seed, the same faults");
+    assert_ne!(runs[0], runs[2], "another seed, other faults");
+    assert!(!runs[0].is_empty());
+}
+
+#[tokio::test]
+async fn a_plan_covering_every_kind_puts_each_once_where_it_tells() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start_random(
+        &registry.host(),
+        "",
+        common::proxy::RandomFaults {
+            seed: 1,
+            rate: 0.0,
+            kinds: vec![Fault::ResetMidBody, Fault::Status(500)],
+            most_per_request: 1,
+            most_stalls: 0,
+            cover_every_kind: true,
+        },
+    );
+    let client = client();
+    let tags = format!("{}/v2/fault-proxy/cover/tags/list", proxy.url());
+    // A HEAD has no body to break; the API probe gets no covering fault; the GET of tags has a body.
+    for (method, url) in [
+        (reqwest::Method::HEAD, tags.clone()),
+        (reqwest::Method::GET, format!("{}/v2/", proxy.url())),
+        (reqwest::Method::GET, tags.clone()),
+        (reqwest::Method::GET, tags),
+    ] {
+        let _ = client.request(method, url).send().await;
+    }
+    let applied: Vec<(String, Fault)> = proxy
+        .applied()
+        .into_iter()
+        .map(|applied| (applied.method, applied.fault))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            ("HEAD".to_owned(), Fault::Status(500)),
+            ("GET".to_owned(), Fault::ResetMidBody)
+        ]
+    );
+    assert_eq!(proxy.uncovered(), []);
+    assert_eq!(proxy.requests().len(), 4);
 }

@@ -81,7 +81,11 @@ pub async fn read_built(
         };
     let config_digest = our_digest(image.config().digest())
         .with_context(|| format!("`{name}` has a config digest that is not sha256"))?;
-    let config: Config = serde_json::from_slice(&store.get_blob(repository, &config_digest).await?)
+    let config = store
+        .get_blob(repository, &config_digest)
+        .await
+        .with_context(|| format!("reading the config of `{name}`"))?;
+    let config: Config = serde_json::from_slice(&config)
         .with_context(|| format!("the config of `{name}` declares no os and architecture"))?;
     Ok(BuiltImage {
         image: image_digest,

@@ -1,12 +1,13 @@
 //! The loopback TCP server under the test doubles (the fault proxy, the hostile registry): a listener on a free
 //! 127.0.0.1 port, one thread per connection, and on drop every socket shut down and every thread joined, so a
-//! stalled connection cannot outlive its test.
+//! stalled connection cannot outlive its test. A connection may end with a TCP reset instead of an orderly close.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 /// A running server. Dropping it stops the listener and every connection.
 pub struct Server {
@@ -19,6 +20,8 @@ pub struct Server {
 pub struct Connection {
     id: u64,
     state: Arc<State>,
+    /// End with a reset (RST) rather than a FIN.
+    reset: AtomicBool,
 }
 
 #[derive(Default)]
@@ -46,6 +49,12 @@ impl Connection {
     /// Whether the server is stopping: a connection that waits on purpose looks here.
     pub fn stopping(&self) -> bool {
         self.state.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Ends the connection with a TCP reset once `serve` returns, as a crashed peer or a middlebox does: the
+    /// client sees `connection reset` rather than the end of the stream.
+    pub fn reset_on_return(&self) {
+        self.reset.store(true, Ordering::SeqCst);
     }
 
     /// Shuts `socket` down with this connection's own when the server stops (an upstream connection).
@@ -89,6 +98,7 @@ impl Server {
                     let connection = Connection {
                         id: accepting.next_id.fetch_add(1, Ordering::SeqCst),
                         state: Arc::clone(&accepting),
+                        reset: AtomicBool::new(false),
                     };
                     connection.track(&client);
                     let serve = Arc::clone(&serve);
@@ -96,8 +106,17 @@ impl Server {
                         .name(format!("{thread_name}-connection-{}", connection.id))
                         .spawn(move || {
                             serve(&connection, &client);
-                            let _ = client.shutdown(Shutdown::Both);
-                            connection.state.open().sockets.remove(&connection.id);
+                            let tracked = connection.state.open().sockets.remove(&connection.id);
+                            if connection.reset.load(Ordering::SeqCst) {
+                                // A shutdown would send FIN first; closing the last descriptor of a socket that
+                                // lingers for zero seconds sends RST instead.
+                                drop(tracked);
+                                let _ = socket2::SockRef::from(&client)
+                                    .set_linger(Some(Duration::ZERO));
+                                drop(client);
+                            } else {
+                                let _ = client.shutdown(Shutdown::Both);
+                            }
                         });
                     match spawned {
                         Ok(thread) => {

@@ -65,7 +65,11 @@ impl<'a> Describer<'a> {
             .with_context(|| format!("`{name}` is not an image manifest"))?;
         let config_digest = our_digest(image.config().digest())
             .with_context(|| format!("`{name}` has a config digest that is not sha256"))?;
-        let config = self.store.get_blob(repository, &config_digest).await?;
+        let config = self
+            .store
+            .get_blob(repository, &config_digest)
+            .await
+            .with_context(|| format!("reading the config of platform image `{name}`"))?;
         let declared: ConfigPlatform = serde_json::from_slice(&config)
             .with_context(|| format!("the config of `{name}` declares no os and architecture"))?;
         let mut platform = PlatformBuilder::default()

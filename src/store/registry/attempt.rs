@@ -1,5 +1,6 @@
 //! One request's attempts: each sent within the bound on requests in flight and its attempt deadline, retried
-//! with backoff on connection failures, stalls, 429 and 5xx, and none waiting past the request's deadline.
+//! with backoff on connection failures, stalls, 429 and 5xx, and on bodies that break off or stall part-way
+//! when the body is read as part of the request; none waiting past the request's deadline.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,12 +10,14 @@ use reqwest::{Method, Response};
 use tokio::time::Instant;
 
 use super::deadline::Deadline;
-use super::reply::Reply;
+use super::reply::{BodyFailure, Reply, WholeBody};
 use super::{RegistryClient, retry};
 use crate::store::error::StoreError;
 
 impl RegistryClient {
-    /// Sends a request that needs no authentication, retrying transient failures within `deadline`.
+    /// Sends a request that needs no authentication, retrying transient failures within `deadline`; with
+    /// `whole`, a successful answer's body is read as part of it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn send_with_retries(
         &self,
         client: &reqwest::Client,
@@ -22,29 +25,66 @@ impl RegistryClient {
         url: &str,
         attempts: u32,
         mut deadline: Deadline,
+        whole: Option<WholeBody>,
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<Reply, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let sent = self
-                .transmit(decorate(client.request(method.clone(), url)), &mut deadline)
+                .transmit(
+                    decorate(client.request(method.clone(), url)),
+                    0,
+                    &mut deadline,
+                )
                 .await;
             let outcome = self
                 .after_attempt(method, url, attempt, attempts, deadline, sent)
                 .await?;
             if let Some(response) = outcome {
-                return Ok(reply(response, method, url, deadline));
+                let finished = self
+                    .finish(response, method, url, attempt, attempts, deadline, whole)
+                    .await?;
+                if let Some(reply) = finished {
+                    return Ok(reply);
+                }
+            }
+        }
+    }
+
+    /// Turns an answer into the reply, reading its body first when `whole` asks for it. A body that breaks off
+    /// or stalls part-way fails the attempt: `Ok(None)` after the backoff (waited out here) means "send the
+    /// request again", as [`RegistryClient::after_attempt`] decides for any other failure.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn finish(
+        &self,
+        response: Response,
+        method: &Method,
+        url: &str,
+        attempt: u32,
+        attempts: u32,
+        deadline: Deadline,
+        whole: Option<WholeBody>,
+    ) -> Result<Option<Reply>, StoreError> {
+        match reply(response, method, url, deadline).buffered(whole).await {
+            Ok(reply) => Ok(Some(reply)),
+            Err(BodyFailure::Final(error)) => Err(error),
+            Err(BodyFailure::Broken(source)) => {
+                let failure = Err(AttemptFailure::BrokenBody(source));
+                self.after_attempt(method, url, attempt, attempts, deadline, failure)
+                    .await?;
+                Ok(None)
             }
         }
     }
 
     /// Sends one attempt within the bound on requests in flight, counting it. Waiting for a free slot counts
     /// against the stage's deadline only, so the request's own time starts when it is sent; an attempt with no
-    /// answer by its attempt deadline is abandoned as stalled.
+    /// answer by its attempt deadline (later for a request body of `body_bytes` to send) is abandoned as stalled.
     pub(super) async fn transmit(
         &self,
         request: reqwest::RequestBuilder,
+        body_bytes: u64,
         deadline: &mut Deadline,
     ) -> Result<Response, AttemptFailure> {
         let queued = Instant::now();
@@ -61,7 +101,10 @@ impl RegistryClient {
             .timeouts
             .postponed(*deadline, queued.elapsed());
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let answer_by = self.settings.timeouts.attempt_deadline(*deadline);
+        let answer_by = self
+            .settings
+            .timeouts
+            .attempt_deadline(*deadline, body_bytes);
         match tokio::time::timeout_at(answer_by, request.send()).await {
             Ok(sent) => sent.map_err(AttemptFailure::Connection),
             Err(_) => Err(AttemptFailure::Stalled),
@@ -98,12 +141,14 @@ impl RegistryClient {
                 (retry_after, format!("{status}"))
             }
             Err(failure) => {
-                let reason = failure.reason(self.settings.timeouts.attempt);
+                let reason = failure.reason(self.settings.timeouts.attempt_limit());
                 if Instant::now() >= deadline.at {
                     return Err(timed_out(method, url, deadline, reason, attempt));
                 }
                 match failure {
-                    AttemptFailure::Connection(source) if attempt >= attempts => {
+                    AttemptFailure::Connection(source) | AttemptFailure::BrokenBody(source)
+                        if attempt >= attempts =>
+                    {
                         return Err(StoreError::Connection {
                             method: method.to_string(),
                             url: url.to_owned(),
@@ -132,17 +177,24 @@ impl RegistryClient {
     }
 }
 
-/// Why an attempt got no answer.
+/// Why an attempt got no answer, or not all of it.
 pub(super) enum AttemptFailure {
     Connection(reqwest::Error),
     /// Nothing came back by the attempt's deadline.
     Stalled,
+    /// The answer's body, read as part of the request, broke off or went quiet part-way.
+    BrokenBody(reqwest::Error),
 }
 
 impl AttemptFailure {
     fn reason(&self, attempt_limit: Duration) -> String {
         match self {
             Self::Connection(error) => connection_failure(error),
+            Self::BrokenBody(error) if error.is_timeout() => format!(
+                "an answer whose body stalled for {}",
+                humantime::format_duration(attempt_limit)
+            ),
+            Self::BrokenBody(_) => "an answer whose body broke off".to_owned(),
             Self::Stalled => format!(
                 "no answer within {}",
                 humantime::format_duration(attempt_limit)
@@ -157,6 +209,7 @@ pub(super) fn reply(response: Response, method: &Method, url: &str, deadline: De
         method: method.clone(),
         url: url.to_owned(),
         deadline,
+        body: None,
     }
 }
 

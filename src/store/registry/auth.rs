@@ -13,7 +13,7 @@ use reqwest::{Method, Response, StatusCode, Url};
 
 use super::credentials::Credential;
 use super::transport::authority;
-use super::{Host, RegistryClient};
+use super::{Host, RegistryClient, WholeBody};
 use crate::store::error::StoreError;
 
 /// What a registry asked for in its `WWW-Authenticate` header.
@@ -141,8 +141,12 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
-/// A token server's answer is a small JSON object.
-const TOKEN_ANSWER_LIMIT: usize = 64 * 1024;
+/// A token server's answer is a small JSON object, read as part of its request so that one that breaks off is
+/// asked for again.
+const TOKEN_ANSWER: WholeBody = WholeBody {
+    limit: 64 * 1024,
+    what: "a token",
+};
 
 impl RegistryClient {
     /// What to send with a request: basic credentials, a cached or newly fetched bearer token, or nothing.
@@ -229,6 +233,7 @@ impl RegistryClient {
                     realm,
                     self.settings.retry.attempts,
                     deadline,
+                    Some(TOKEN_ANSWER),
                     |request| request.form(&form),
                 )
                 .await?
@@ -240,6 +245,7 @@ impl RegistryClient {
                     realm,
                     self.settings.retry.attempts,
                     deadline,
+                    Some(TOKEN_ANSWER),
                     |request| {
                         let request = request.query(&query);
                         match credential {
@@ -268,7 +274,7 @@ impl RegistryClient {
         if !reply.status().is_success() {
             return Err(reply.into_error(1).await);
         }
-        let body = reply.bytes(TOKEN_ANSWER_LIMIT, "a token").await?;
+        let body = reply.bytes(TOKEN_ANSWER.limit, TOKEN_ANSWER.what).await?;
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)

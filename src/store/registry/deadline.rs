@@ -12,11 +12,16 @@ use tokio::time::Instant;
 /// No body gets more extra time than this, whatever its size.
 const MAXIMUM_ALLOWANCE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// A stalled attempt may take at most this part of the stage's time limit, so that a stage given a short
+/// `--timeout` survives several stalls, each retried. With the default limit (an hour) `attempt` is the smaller.
+const ATTEMPT_SHARE_OF_STAGE: u32 = 8;
+
 /// The limits a client applies; built from `--timeout` and the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// One attempt must answer with its status line and headers within this; a stalled attempt is abandoned
-    /// and retried.
+    /// One attempt must answer with its status line and headers within this (and a body being read must not go
+    /// quiet for longer); a stalled attempt is abandoned and retried. A short stage gets less: see
+    /// [`Timeouts::attempt_limit`].
     pub attempt: Duration,
     /// One request, with every retry, every wait between attempts and reading its body, ends within this.
     pub request: Duration,
@@ -120,9 +125,19 @@ impl Timeouts {
         })
     }
 
-    /// When the current attempt of a request must have answered.
-    pub fn attempt_deadline(&self, request: Deadline) -> Instant {
-        (Instant::now() + self.attempt).min(request.at)
+    /// How long one attempt may wait for its answer, or a body may go quiet: `attempt`, but at most an eighth of
+    /// the stage's limit; else a single stall in a stage given `--timeout 20s` would use all of it, never retried.
+    pub fn attempt_limit(&self) -> Duration {
+        match self.stage {
+            Some(stage) => self.attempt.min(stage.limit / ATTEMPT_SHARE_OF_STAGE),
+            None => self.attempt,
+        }
+    }
+
+    /// When the current attempt of a request must have answered; sending a request body of `body_bytes` buys
+    /// the same extra time as receiving one.
+    pub fn attempt_deadline(&self, request: Deadline, body_bytes: u64) -> Instant {
+        (Instant::now() + self.attempt_limit() + self.allowance(body_bytes)).min(request.at)
     }
 
     /// Extra time for a body; capped, since the size may be a peer's claim and an `Instant` can overflow.
@@ -170,7 +185,12 @@ mod tests {
             timeouts.extended(small, 20_000).limit,
             TimeLimit::Request(Duration::from_secs(30))
         );
-        assert!(after(start, timeouts.attempt_deadline(large), 5));
+        assert!(after(start, timeouts.attempt_deadline(large, 0), 5));
+        assert!(
+            after(start, timeouts.attempt_deadline(large, 20_000), 25),
+            "an upload's body buys its attempt time"
+        );
+        assert_eq!(timeouts.attempt_limit(), Duration::from_secs(5));
 
         let staged = Timeouts {
             stage: Some(StageDeadline::after(Duration::from_secs(20))),
@@ -180,6 +200,26 @@ mod tests {
         assert!(after(start, cut.at, 20));
         assert_eq!(cut.limit, TimeLimit::Stage(Duration::from_secs(20)));
         assert!(after(start, staged.request_deadline(0).at, 10));
+        assert_eq!(staged.attempt_limit(), Duration::from_millis(2500));
+        let short = Timeouts {
+            stage: Some(StageDeadline::after(Duration::from_secs(16))),
+            ..timeouts
+        };
+        assert_eq!(
+            short.attempt_limit(),
+            Duration::from_secs(2),
+            "an eighth of a short stage"
+        );
+        let long = Timeouts {
+            stage: Some(StageDeadline::after(Duration::from_secs(3600))),
+            ..Timeouts::default()
+        };
+        assert_eq!(long.attempt_limit(), Duration::from_secs(30));
+        assert!(after(
+            start,
+            short.attempt_deadline(short.request_deadline(0), 0),
+            2
+        ));
         assert_eq!(
             staged.extended(staged.request_deadline(0), 1_000_000).limit,
             TimeLimit::Stage(Duration::from_secs(20))

@@ -7,6 +7,7 @@ mod auth;
 pub mod credentials;
 mod deadline;
 mod reply;
+mod resume;
 mod retry;
 mod store;
 mod transport;
@@ -22,11 +23,10 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 
-use self::attempt::reply;
 use self::auth::{Authorization, Challenge, TokenCache, challenge_of, with_authorization};
 pub use self::credentials::{Credential, CredentialError, CredentialSource};
 pub use self::deadline::{StageDeadline, TimeLimit, Timeouts};
-pub(crate) use self::reply::Reply;
+pub(crate) use self::reply::{Reply, WholeBody};
 pub use self::retry::{RetryPolicy, is_retryable};
 pub use self::store::RegistryStore;
 pub use self::transport::is_loopback;
@@ -82,6 +82,9 @@ pub(crate) struct Request<'a> {
     pub scope: String,
     pub headers: HeaderMap,
     pub body: Option<Bytes>,
+    /// Read a successful answer's body whole as part of the request, so that a body that breaks off is asked
+    /// for again like any failed attempt.
+    pub whole: Option<WholeBody>,
 }
 
 pub struct RegistryClient {
@@ -99,7 +102,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(settings: ClientSettings) -> Result<Self, StoreError> {
-        let idle = settings.timeouts.attempt;
+        let idle = settings.timeouts.attempt_limit();
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!("imagepipe/", env!("CARGO_PKG_VERSION")))
@@ -172,9 +175,15 @@ impl RegistryClient {
                 1
             };
             match self
-                .send_with_retries(client, &Method::GET, &url, attempts, deadline, |request| {
-                    request
-                })
+                .send_with_retries(
+                    client,
+                    &Method::GET,
+                    &url,
+                    attempts,
+                    deadline,
+                    None,
+                    |request| request,
+                )
                 .await
             {
                 Ok(reply) => {
@@ -248,6 +257,7 @@ impl RegistryClient {
         };
         let attempts = self.settings.retry.attempts;
         let body_bytes = request.body.as_ref().map_or(0, |body| body.len() as u64);
+        let (method, whole) = (&request.method, request.whole);
         let mut deadline = self.settings.timeouts.request_deadline(body_bytes);
         let mut authorization = if own_origin {
             self.authorization(request.host, &host, &request.scope, None)
@@ -267,7 +277,7 @@ impl RegistryClient {
                 if let Some(body) = &request.body {
                     builder = builder.body(body.clone());
                 }
-                self.transmit(builder, &mut deadline).await
+                self.transmit(builder, body_bytes, &mut deadline).await
             };
             if let Ok(response) = &sent {
                 if response.status() == StatusCode::UNAUTHORIZED {
@@ -291,10 +301,15 @@ impl RegistryClient {
                 }
             }
             if let Some(response) = self
-                .after_attempt(&request.method, &url, attempt, attempts, deadline, sent)
+                .after_attempt(method, &url, attempt, attempts, deadline, sent)
                 .await?
             {
-                return Ok(reply(response, &request.method, &url, deadline));
+                let finished = self
+                    .finish(response, method, &url, attempt, attempts, deadline, whole)
+                    .await?;
+                if let Some(reply) = finished {
+                    return Ok(reply);
+                }
             }
         }
     }

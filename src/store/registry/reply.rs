@@ -1,6 +1,7 @@
 //! A registry's answer to one request, read within bounds: never more bytes than the caller expects (checked
 //! against the announced length before reading, and again while reading), never past the request's deadline,
-//! and never a buffer sized by a number the peer sent.
+//! and never a buffer sized by a number the peer sent. A body the caller reads whole can be read as part of the
+//! request ([`WholeBody`]), so that one that breaks off counts as a failed attempt and is asked for again.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, Stream};
@@ -23,6 +24,23 @@ pub(crate) struct Reply {
     pub url: String,
     /// When the request, body included, must be done.
     pub deadline: Deadline,
+    /// The body, when it was read as part of the request ([`WholeBody`]).
+    pub body: Option<Bytes>,
+}
+
+/// A successful answer's body read whole as part of its request, at most `limit` bytes of `what`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WholeBody {
+    pub limit: usize,
+    pub what: &'static str,
+}
+
+/// Why a body read as part of its request was not read.
+pub(crate) enum BodyFailure {
+    /// The connection broke off or went quiet part-way: worth another attempt of the whole request.
+    Broken(reqwest::Error),
+    /// Anything else (too large, the request's deadline passed): final.
+    Final(StoreError),
 }
 
 /// The OCI error envelope.
@@ -60,27 +78,56 @@ impl Reply {
             .ok()
     }
 
+    /// Reads a successful answer's body whole when `whole` asks for it, keeping it in the reply for
+    /// [`Reply::bytes`]; other answers are left as they are.
+    pub async fn buffered(mut self, whole: Option<WholeBody>) -> Result<Self, BodyFailure> {
+        let Some(WholeBody { limit, what }) = whole else {
+            return Ok(self);
+        };
+        if !self.status().is_success() {
+            return Ok(self);
+        }
+        match self.read_body(limit, what).await {
+            Ok(body) => {
+                self.body = Some(body);
+                Ok(self)
+            }
+            Err(StoreError::Connection { source, .. }) => Err(BodyFailure::Broken(source)),
+            Err(error) => Err(BodyFailure::Final(error)),
+        }
+    }
+
     /// The whole body, refused when it is longer than `limit` bytes: before reading when the length is
     /// announced, else as soon as more arrives.
-    pub async fn bytes(self, limit: usize, what: &'static str) -> Result<Bytes, StoreError> {
-        let too_large = || StoreError::TooLarge {
+    pub async fn bytes(mut self, limit: usize, what: &'static str) -> Result<Bytes, StoreError> {
+        match self.body.take() {
+            Some(body) if body.len() > limit => Err(self.too_large(limit, what)),
+            Some(body) => Ok(body),
+            None => self.read_body(limit, what).await,
+        }
+    }
+
+    fn too_large(&self, limit: usize, what: &'static str) -> StoreError {
+        StoreError::TooLarge {
             url: self.url.clone(),
             what,
             limit,
-        };
+        }
+    }
+
+    async fn read_body(&mut self, limit: usize, what: &'static str) -> Result<Bytes, StoreError> {
         if self
             .declared_length()
             .is_some_and(|length| length > limit as u64)
         {
-            return Err(too_large());
+            return Err(self.too_large(limit, what));
         }
         let capacity = self
             .declared_length()
             .map_or(0, |length| length.min(INITIAL_BUFFER_LIMIT as u64) as usize);
         let mut body = BytesMut::with_capacity(capacity);
-        let mut response = self.response;
         loop {
-            let chunk = tokio::time::timeout_at(self.deadline.at, response.chunk())
+            let chunk = tokio::time::timeout_at(self.deadline.at, self.response.chunk())
                 .await
                 .map_err(|_| StoreError::TimedOut {
                     method: self.method.to_string(),
@@ -98,7 +145,7 @@ impl Reply {
                 return Ok(body.freeze());
             };
             if body.len() + chunk.len() > limit {
-                return Err(too_large());
+                return Err(self.too_large(limit, what));
             }
             body.extend_from_slice(&chunk);
         }

@@ -7,14 +7,15 @@ use futures_util::StreamExt;
 use oci_spec::image::ImageIndex;
 use reqwest::header::{
     ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
+    RANGE,
 };
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::auth::repository_scope;
-use super::{RegistryClient, Reply, Request};
+use super::{RegistryClient, Reply, Request, WholeBody, resume};
 use crate::model::reference::Digest;
-use crate::store::blob_stream::{self, BlobStream};
+use crate::store::blob_stream::{self, BlobStream, Chunks};
 use crate::store::error::StoreError;
 use crate::store::{
     Descriptor, ManifestReference, MediaType, Store, StoredManifest, media_type, signature_tag,
@@ -24,10 +25,25 @@ use crate::store::{
 const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// Manifests beyond this size are refused: the distribution spec suggests registries accept at least 4 MiB.
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// What is read whole is read as part of its request, so that an answer that breaks off is asked for again.
+const MANIFEST: WholeBody = WholeBody {
+    limit: MAX_MANIFEST_BYTES,
+    what: "a manifest",
+};
+const REFERRERS_INDEX: WholeBody = WholeBody {
+    limit: MAX_MANIFEST_BYTES,
+    what: "a referrers index",
+};
 /// `get_blob` is for small blobs read whole (configs, signature payloads); layers are streamed.
-const MAX_SMALL_BLOB_BYTES: usize = 16 * 1024 * 1024;
+const SMALL_BLOB: WholeBody = WholeBody {
+    limit: 16 * 1024 * 1024,
+    what: "a blob read whole",
+};
 /// A page of a tag list: 1,000 tags of at most 128 characters, quoted, with room to spare.
-const MAX_TAG_LIST_BYTES: usize = 1024 * 1024;
+const TAG_PAGE: WholeBody = WholeBody {
+    limit: 1024 * 1024,
+    what: "a page of tags",
+};
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -59,6 +75,7 @@ impl RegistryStore {
             scope: repository_scope(repository, push),
             headers: HeaderMap::new(),
             body: None,
+            whole: None,
         }
     }
 
@@ -179,14 +196,20 @@ impl RegistryStore {
         }
     }
 
-    /// The answer to `GET` of a blob that exists.
-    async fn blob_reply(&self, repository: &str, digest: &Digest) -> Result<Reply, StoreError> {
-        let request = self.request(
+    /// The answer to `GET` of a blob that exists; with `whole`, its body read as part of the request.
+    async fn blob_reply(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        whole: Option<WholeBody>,
+    ) -> Result<Reply, StoreError> {
+        let mut request = self.request(
             Method::GET,
             format!("/v2/{repository}/blobs/{digest}"),
             repository,
             false,
         );
+        request.whole = whole;
         let reply = self.client.send(&request).await?;
         if reply.status() == StatusCode::NOT_FOUND {
             return Err(StoreError::NotFound {
@@ -198,6 +221,63 @@ impl RegistryStore {
             return Err(reply.into_error(1).await);
         }
         Ok(reply)
+    }
+
+    /// The rest of a blob of `size` bytes from byte `offset`, for a body that broke off: a `Range` request, whose
+    /// answer must start at `offset`; a registry that ignores the range sends it whole, and the bytes already
+    /// passed on are dropped.
+    async fn blob_from(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+        size: u64,
+    ) -> Result<resume::Rest, StoreError> {
+        let mut request = self.request(
+            Method::GET,
+            format!("/v2/{repository}/blobs/{digest}"),
+            repository,
+            false,
+        );
+        request
+            .headers
+            .insert(RANGE, header_value(&format!("bytes={offset}-")));
+        let reply = self.client.send(&request).await?;
+        let timeouts = &self.client.settings.timeouts;
+        match reply.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let range = reply
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let start = range
+                    .strip_prefix("bytes ")
+                    .and_then(|range| range.split('-').next())
+                    .and_then(|start| start.parse::<u64>().ok());
+                if start != Some(offset) {
+                    return Err(StoreError::Status {
+                        method: "GET".into(),
+                        url: reply.url.clone(),
+                        status: 206,
+                        code: None,
+                        message: format!(
+                            "asked for the rest of the blob from byte {offset}, the answer holds `Content-Range: {range}`"
+                        ),
+                        attempts: 1,
+                    });
+                }
+                let rest = size.saturating_sub(offset);
+                Ok((Box::pin(reply.chunks(timeouts, rest)), 0))
+            }
+            StatusCode::OK => Ok((Box::pin(reply.chunks(timeouts, size)), offset)),
+            StatusCode::NOT_FOUND => Err(StoreError::NotFound {
+                store: self.host.clone(),
+                reference: format!("{repository}@{digest}"),
+            }),
+            _ => Err(reply.into_error(1).await),
+        }
     }
 
     /// The referrers of a digest that are cosign signatures; `None` when the registry has no referrers API.
@@ -218,6 +298,7 @@ impl RegistryStore {
         request
             .headers
             .insert(ACCEPT, HeaderValue::from_static(media_type::OCI_INDEX));
+        request.whole = Some(REFERRERS_INDEX);
         let reply = self.client.send(&request).await?;
         let is_index = reply
             .headers()
@@ -230,7 +311,9 @@ impl RegistryStore {
             return Ok(None);
         }
         self.client.remember_referrers(&self.host, true).await;
-        let body = reply.bytes(MAX_MANIFEST_BYTES, "a referrers index").await?;
+        let body = reply
+            .bytes(REFERRERS_INDEX.limit, REFERRERS_INDEX.what)
+            .await?;
         let index: ImageIndex =
             serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
                 store: self.host.clone(),
@@ -315,7 +398,8 @@ impl Store for RegistryStore {
         repository: &str,
         reference: ManifestReference<'_>,
     ) -> Result<Option<StoredManifest>, StoreError> {
-        let request = self.manifest_request(Method::GET, repository, reference);
+        let mut request = self.manifest_request(Method::GET, repository, reference);
+        request.whole = Some(MANIFEST);
         let reply = self.client.send(&request).await?;
         if reply.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -325,7 +409,7 @@ impl Store for RegistryStore {
         }
         let announced = header_digest(&reply);
         let declared_type = content_type(&reply);
-        let bytes = reply.bytes(MAX_MANIFEST_BYTES, "a manifest").await?;
+        let bytes = reply.bytes(MANIFEST.limit, MANIFEST.what).await?;
         let actual = Digest::of(&bytes);
         let expected = match reference {
             ManifestReference::Digest(digest) => Some(digest.to_string()),
@@ -438,10 +522,10 @@ impl Store for RegistryStore {
     }
 
     async fn get_blob(&self, repository: &str, digest: &Digest) -> Result<Bytes, StoreError> {
-        let reply = self.blob_reply(repository, digest).await?;
-        let bytes = reply
-            .bytes(MAX_SMALL_BLOB_BYTES, "a blob read whole")
+        let reply = self
+            .blob_reply(repository, digest, Some(SMALL_BLOB))
             .await?;
+        let bytes = reply.bytes(SMALL_BLOB.limit, SMALL_BLOB.what).await?;
         let actual = Digest::of(&bytes);
         if actual != *digest {
             return Err(StoreError::DigestMismatch {
@@ -465,12 +549,26 @@ impl Store for RegistryStore {
     }
 
     async fn open_blob(&self, repository: &str, digest: &Digest) -> Result<BlobStream, StoreError> {
-        let reply = self.blob_reply(repository, digest).await?;
+        let reply = self.blob_reply(repository, digest, None).await?;
         let size = reply.declared_length();
         // The announced size buys the body time to arrive; the digest check and the caller's expected size
         // (see `copy`) bound what a lying announcement can cost.
-        let chunks = reply.chunks(&self.client.settings.timeouts, size.unwrap_or_default());
+        let expected = size.unwrap_or_default();
+        let first: Chunks = Box::pin(reply.chunks(&self.client.settings.timeouts, expected));
         let reference = format!("{}/{repository}@{digest}", self.host);
+        let rest = {
+            let (store, repository, digest) = (self.clone(), repository.to_owned(), digest.clone());
+            move |offset| {
+                let (store, repository, digest) =
+                    (store.clone(), repository.clone(), digest.clone());
+                async move {
+                    store
+                        .blob_from(&repository, &digest, offset, expected)
+                        .await
+                }
+            }
+        };
+        let chunks = resume::resuming(first, self.client.settings.retry, reference.clone(), rest);
         Ok(BlobStream {
             size,
             chunks: blob_stream::verified(chunks, digest.clone(), self.host.clone(), reference),
@@ -515,7 +613,8 @@ impl Store for RegistryStore {
         let mut tags = Vec::new();
         let mut target = format!("/v2/{repository}/tags/list?n=1000");
         loop {
-            let request = self.request(Method::GET, target.clone(), repository, false);
+            let mut request = self.request(Method::GET, target.clone(), repository, false);
+            request.whole = Some(TAG_PAGE);
             let reply = self.client.send(&request).await?;
             if reply.status() == StatusCode::NOT_FOUND {
                 // distribution answers NAME_UNKNOWN for a repository pushed only by digest, or not at all.
@@ -535,7 +634,7 @@ impl Store for RegistryStore {
                         .trim_end_matches('>')
                         .to_owned()
                 });
-            let body = reply.bytes(MAX_TAG_LIST_BYTES, "a page of tags").await?;
+            let body = reply.bytes(TAG_PAGE.limit, TAG_PAGE.what).await?;
             let page: TagList =
                 serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
                     store: self.host.clone(),
