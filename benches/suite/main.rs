@@ -119,6 +119,7 @@ fn main() {
                 settings.runs
             );
             let section = sections.last_mut().expect("a section");
+            section.load.push(report::load());
             one_run(&settings, &runtime, &images, &key, run, section);
             section.runs_done += 1;
             write(&sections);

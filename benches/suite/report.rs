@@ -16,6 +16,9 @@ use crate::settings::Settings;
 pub struct Section {
     pub delay: Duration,
     pub runs_done: usize,
+    /// `/proc/loadavg`'s 1-minute figure before each run: above 0 while the harness is idle, something else
+    /// shared the machine.
+    pub load: Vec<f64>,
     /// `GET /v2/` on a new connection and again on the same one: through the proxy, and to the registry itself.
     pub calibration: [(Duration, Duration); 2],
     pub samples: BTreeMap<&'static str, Vec<Sample>>,
@@ -31,6 +34,7 @@ impl Section {
         Self {
             delay,
             runs_done: 0,
+            load: Vec::new(),
             calibration: [(Duration::ZERO, Duration::ZERO); 2],
             samples: BTreeMap::new(),
             checks: BTreeMap::new(),
@@ -197,13 +201,20 @@ fn render_section(out: &mut String, settings: &Settings, section: &Section) {
     let _ = writeln!(
         out,
         "Proxy check: `GET /v2/` on a new connection {:.1} ms, again on the same connection {:.1} ms (to the \
-         registry itself: {:.1} ms and {:.1} ms). Runs done: {} of {}.\n",
+         registry itself: {:.1} ms and {:.1} ms). Runs done: {} of {}. Load average (1 min) before each run: \
+         {} (2 or more on this machine means something else was running too).\n",
         first.as_secs_f64() * 1e3,
         again.as_secs_f64() * 1e3,
         direct_first.as_secs_f64() * 1e3,
         direct_again.as_secs_f64() * 1e3,
         section.runs_done,
-        settings.runs
+        settings.runs,
+        section
+            .load
+            .iter()
+            .map(|load| format!("{load:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(
         out,
@@ -524,6 +535,14 @@ fn render_targets(out: &mut String, settings: &Settings, sections: &[Section]) {
     for line in lines {
         let _ = writeln!(out, "- {line}");
     }
+}
+
+/// The 1-minute load average.
+pub fn load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// CPU, cores, kernel, date, and the commit measured.
