@@ -146,6 +146,12 @@ impl RegistryClient {
                     return Err(timed_out(method, url, deadline, reason, attempt));
                 }
                 match failure {
+                    // Every attempt timing out is a stall, whose limit `--timeout` sets: say so.
+                    AttemptFailure::Connection(source) | AttemptFailure::BrokenBody(source)
+                        if attempt >= attempts && source.is_timeout() =>
+                    {
+                        return Err(timed_out(method, url, deadline, reason, attempt));
+                    }
                     AttemptFailure::Connection(source) | AttemptFailure::BrokenBody(source)
                         if attempt >= attempts =>
                     {
