@@ -469,6 +469,8 @@ async fn signature_records_without_signature_objects_in_staging_publish_nothing(
         target: &staging,
         to: &to,
         same_store: true,
+        listing: None,
+        fetched: None,
     };
     let digests = release.digests();
     for (_, digest) in &digests {

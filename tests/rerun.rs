@@ -18,11 +18,22 @@ const PASSWORD: &str = "re-run password";
 
 /// The requests that change a registry's content, seen by `proxy` after the first `since`.
 fn writes_since(proxy: &FaultProxy, since: usize) -> Vec<String> {
+    requests_since(proxy, since)
+        .into_iter()
+        .filter(|request| {
+            ["PUT ", "POST ", "PATCH ", "DELETE "]
+                .iter()
+                .any(|method| request.starts_with(method))
+        })
+        .collect()
+}
+
+/// The requests `proxy` saw after the first `since`, as `METHOD path`.
+fn requests_since(proxy: &FaultProxy, since: usize) -> Vec<String> {
     proxy
         .requests()
         .into_iter()
         .skip(since)
-        .filter(|request| matches!(request.method.as_str(), "PUT" | "POST" | "PATCH" | "DELETE"))
         .map(|request| format!("{} {}", request.method, request.path))
         .collect()
 }
@@ -53,6 +64,8 @@ async fn push_example_images(info: &Path, registry: &str) {
         target: &target,
         to: "acme/app",
         same_store: false,
+        listing: None,
+        fetched: None,
     };
     let info = read_json(info);
     for image in info["repos"][0]["images"].as_array().expect("images") {
@@ -161,10 +174,49 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
         "sign after a new post-build"
     );
 
+    let marks = (staging_proxy.requests().len(), public_proxy.requests().len());
     assert!(!writes_of(&public_proxy, publish(&info)).is_empty());
+    let heads = |proxy: &FaultProxy, since: usize| -> Vec<String> {
+        requests_since(proxy, since)
+            .into_iter()
+            .filter(|request| request.starts_with("HEAD "))
+            .collect()
+    };
+    assert_eq!(
+        heads(&public_proxy, marks.1),
+        Vec::<String>::new(),
+        "the first publish to a repository with no tags asks it about nothing it writes"
+    );
+    assert_eq!(
+        heads(&staging_proxy, marks.0),
+        Vec::<String>::new(),
+        "publish learns which digests are signed from staging's tag list"
+    );
+    let marks = (staging_proxy.requests().len(), public_proxy.requests().len());
     assert_eq!(
         writes_of(&public_proxy, publish(&info)),
         Vec::<String>::new(),
+        "publish again"
+    );
+    let staging_asked = requests_since(&staging_proxy, marks.0);
+    assert!(
+        staging_asked.iter().all(|request| request == "GET /v2/"
+            || request.ends_with("/tags/list?n=1000")
+            || request.contains("/referrers/")),
+        "an unchanged publish reads only staging's tag lists: {staging_asked:?}"
+    );
+    assert!(
+        staging_asked
+            .iter()
+            .filter(|request| request.contains("/referrers/"))
+            .count()
+            <= 1,
+        "whether staging has the referrers API is asked once: {staging_asked:?}"
+    );
+    assert!(
+        requests_since(&public_proxy, marks.1)
+            .iter()
+            .all(|request| request.starts_with("HEAD ") || request.starts_with("GET ")),
         "publish again"
     );
     assert_eq!(

@@ -313,6 +313,8 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
             target: &chain.store,
             to: unsigned,
             same_store: true,
+            listing: None,
+            fetched: None,
         };
         copier.copy_manifest(digest).await.expect("copies");
     }
@@ -323,6 +325,8 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
         target: &chain.store,
         to: unsigned,
         same_store: true,
+        listing: None,
+        fetched: None,
     }
     .copy_manifest(index)
     .await

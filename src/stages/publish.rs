@@ -11,7 +11,7 @@
 //! With `--published-image-info`, the final image-info is the published record with this run's images replacing
 //! theirs (see [`crate::model::published`]), so a partial release keeps the record of what it did not rebuild.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,11 +27,12 @@ use crate::model::image_info::{DigestSlot, ImageInfo};
 use crate::model::ledger::Stage;
 use crate::model::published::merge_into_published;
 use crate::model::reference::{Digest, DigestReference};
+use crate::sign::signer::Storage;
 use crate::stages::{
     InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record,
     summary,
 };
-use crate::store::copy::{Copier, CopyStats, absent_when_unreadable};
+use crate::store::copy::{Copier, CopyStats, ManifestCache, TargetListing, absent_when_unreadable};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, our_digest, signature_tag,
@@ -73,9 +74,16 @@ struct ImagePlan {
     platforms: Vec<(Digest, Vec<String>)>,
     /// The index digest with its shared tags.
     index: Option<(Digest, Vec<String>)>,
+    /// The `.sig` manifest sign recorded for each digest, holding its signature.
+    recorded_signatures: HashMap<Digest, Digest>,
 }
 
 impl ImagePlan {
+    /// The target repository, as [`list_targets`] keys it.
+    fn target_key(&self) -> (String, String) {
+        (self.target.to_string(), self.repository.clone())
+    }
+
     fn digests(&self) -> impl Iterator<Item = &Digest> {
         self.platforms
             .iter()
@@ -170,20 +178,27 @@ pub async fn run(
         return Ok(());
     }
 
+    let targets: Vec<AnyStore> = plans
+        .iter()
+        .map(|plan| AnyStore::open(&plan.target, &client))
+        .collect();
+    let listings = list_targets(&plans, &targets, jobs).await;
+    let fetched = ManifestCache::default();
     let total = plans.len();
     let done = Mutex::new(0usize);
-    let copied: Vec<CopyStats> = stream::iter(&plans)
-        .map(|plan| {
-            let (source, client, done, staging) = (&source, &client, &done, &staging);
-            let signature_tags = &signature_tags;
+    let copied: Vec<CopyStats> = stream::iter(plans.iter().zip(&targets))
+        .map(|(plan, target)| {
+            let (source, done, staging) = (&source, &done, &staging);
+            let (signature_tags, listings, fetched) = (&signature_tags, &listings, &fetched);
             async move {
-                let target = AnyStore::open(&plan.target, client);
                 let copier = Copier {
                     source,
                     from: &plan.source,
-                    target: &target,
+                    target,
                     to: &plan.repository,
                     same_store: *staging == plan.target,
+                    listing: listings.get(&plan.target_key()),
+                    fetched: Some(fetched),
                 };
                 let stats = copy_image(&copier, plan, signature_tags)
                     .await
@@ -201,13 +216,28 @@ pub async fn run(
 
     // Every platform tag, then every shared tag, each group set concurrently: a shared tag is the last thing to
     // move, so it never names an index whose platform tags are not set yet.
-    let targets: Vec<AnyStore> = plans
-        .iter()
-        .map(|plan| AnyStore::open(&plan.target, &client))
-        .collect();
-    let platform_tags =
-        tag_group(&plans, &targets, ImagePlan::platform_tags, jobs, "platform").await?;
-    let shared_tags = tag_group(&plans, &targets, ImagePlan::shared_tags, jobs, "shared").await?;
+    let known = Known {
+        listings: &listings,
+        fetched: &fetched,
+    };
+    let platform_tags = tag_group(
+        &plans,
+        &targets,
+        &known,
+        ImagePlan::platform_tags,
+        jobs,
+        "platform",
+    )
+    .await?;
+    let shared_tags = tag_group(
+        &plans,
+        &targets,
+        &known,
+        ImagePlan::shared_tags,
+        jobs,
+        "shared",
+    )
+    .await?;
     let (tags_set, tags_unchanged) = (
         platform_tags.set + shared_tags.set,
         platform_tags.unchanged + shared_tags.unchanged,
@@ -256,8 +286,9 @@ fn merge_published(
     Ok(merged.info)
 }
 
-/// Refuses, naming them all, the digests for which staging holds no signature object: one lookup per digest
-/// (the `.sig` tag, or referrers where the registry has the API), `jobs` at a time.
+/// Refuses, naming them all, the digests for which staging holds no signature object: one `tags/list` per
+/// staging repository shows the `.sig` tags; a digest without one is looked up among its referrers where the
+/// registry has the API.
 ///
 /// The rule is "staging holds a signature object for each digest", whatever image-info says. The ledger's `sign`
 /// entry and the `signatures[]` records are text anyone can add to the file; a record whose object is not in
@@ -269,8 +300,23 @@ async fn require_signatures(
     plans: &[ImagePlan],
     jobs: usize,
 ) -> anyhow::Result<SignatureTags> {
+    let repositories: BTreeSet<&str> = plans.iter().map(|plan| plan.source.as_str()).collect();
+    let listings: HashMap<&str, HashSet<String>> = stream::iter(repositories)
+        .map(|repository| async move {
+            let tags = source.list_tags(repository).await.with_context(|| {
+                format!("listing the signatures in `{}/{repository}`", source.name())
+            })?;
+            Ok::<_, anyhow::Error>((repository, tags.into_iter().collect()))
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect()
+        .await?;
+    let listings = &listings;
     let lookups = plans.iter().flat_map(|plan| {
         plan.digests().map(move |digest| async move {
+            let tagged = listings
+                .get(plan.source.as_str())
+                .is_some_and(|tags| tags.contains(&signature_tag(digest)));
             let looking = || {
                 format!(
                     "looking for the signatures of `{}/{}@{digest}`",
@@ -278,20 +324,20 @@ async fn require_signatures(
                     plan.source
                 )
             };
-            let tagged = source
-                .head_manifest(&plan.source, ManifestReference::Tag(&signature_tag(digest)))
-                .await
-                .with_context(looking)?
-                .and_then(|descriptor| our_digest(descriptor.digest()));
-            let signed = match &tagged {
-                Some(_) => true,
-                None => !source
-                    .signatures_of(&plan.source, digest)
+            let signed = tagged
+                || (source
+                    .has_referrers_api(&plan.source)
                     .await
                     .with_context(looking)?
-                    .is_empty(),
-            };
-            Ok::<_, anyhow::Error>((plan, digest, tagged, signed))
+                    && !source
+                        .signatures_of(&plan.source, digest)
+                        .await
+                        .with_context(looking)?
+                        .is_empty());
+            let known = tagged
+                .then(|| plan.recorded_signatures.get(digest).cloned())
+                .flatten();
+            Ok::<_, anyhow::Error>((plan, digest, known, signed))
         })
     });
     let checked: Vec<(&ImagePlan, &Digest, Option<Digest>, bool)> = stream::iter(lookups)
@@ -362,8 +408,8 @@ async fn copy_image(
     Ok(stats)
 }
 
-/// The digest of the manifest at each staged digest's `.sig` tag, by staged repository and digest, as the
-/// signature check read them.
+/// For each staged digest whose `.sig` tag is in staging, by staged repository and digest: the signature
+/// manifest sign recorded. A target whose tag names it holds our signature, so the copy leaves it alone.
 type SignatureTags = HashMap<(String, Digest), Digest>;
 
 /// What setting one group of tags did.
@@ -378,6 +424,7 @@ struct TagGroup {
 async fn tag_group<'a, I>(
     plans: &'a [ImagePlan],
     targets: &'a [AnyStore],
+    known: &Known<'_>,
     tags_of: impl Fn(&'a ImagePlan) -> I,
     jobs: usize,
     group: &str,
@@ -398,7 +445,7 @@ where
         .map(|(plan, target, tag, digest)| {
             let done = &done;
             async move {
-                let set = set_tag(target, &plan.repository, tag, digest)
+                let set = set_tag(target, plan, tag, digest, known)
                     .await
                     .with_context(|| {
                         format!("tagging `{}/{}:{tag}`", plan.target, plan.repository)
@@ -432,18 +479,36 @@ where
 }
 
 /// Points `tag` at `digest` unless it already does. Returns whether it moved.
+/// What the copy phase learned, which the tag phase uses instead of asking again.
+struct Known<'a> {
+    listings: &'a HashMap<(String, String), TargetListing>,
+    fetched: &'a ManifestCache,
+}
+
+/// Points `tag` at `digest` unless it already does; true when it was set. A tag the target did not list when
+/// the stage began is set without asking, with the manifest's bytes as the copy read them where it did.
 async fn set_tag(
     target: &AnyStore,
-    repository: &str,
+    plan: &ImagePlan,
     tag: &str,
     digest: &Digest,
+    known: &Known<'_>,
 ) -> Result<bool, StoreError> {
+    let repository = plan.repository.as_str();
+    let listed = known
+        .listings
+        .get(&plan.target_key())
+        .is_none_or(|listing| listing.tags.contains(tag));
     // A tag the target keeps failing to read (torn by a crash) is set again like a missing one.
-    let current = absent_when_unreadable(
-        target
-            .head_manifest(repository, ManifestReference::Tag(tag))
-            .await,
-    )?;
+    let current = if listed {
+        absent_when_unreadable(
+            target
+                .head_manifest(repository, ManifestReference::Tag(tag))
+                .await,
+        )?
+    } else {
+        None
+    };
     if current
         .and_then(|descriptor| our_digest(descriptor.digest()))
         .as_ref()
@@ -451,17 +516,53 @@ async fn set_tag(
     {
         return Ok(false);
     }
-    let manifest = target
-        .get_manifest(repository, ManifestReference::Digest(digest))
-        .await?
-        .ok_or_else(|| StoreError::NotFound {
-            store: target.name(),
-            reference: format!("{repository}@{digest}"),
-        })?;
+    let copied = known.fetched.lock().await.get(digest).cloned();
+    let manifest = match copied {
+        Some(manifest) => manifest,
+        None => target
+            .get_manifest(repository, ManifestReference::Digest(digest))
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                store: target.name(),
+                reference: format!("{repository}@{digest}"),
+            })?,
+    };
     target
         .put_manifest(repository, ManifestReference::Tag(tag), &manifest)
         .await?;
     Ok(true)
+}
+
+/// What each target repository holds, one `tags/list` each, so that the copy and the tags ask it less. A
+/// repository that cannot be listed is asked about each object instead.
+async fn list_targets(
+    plans: &[ImagePlan],
+    targets: &[AnyStore],
+    jobs: usize,
+) -> HashMap<(String, String), TargetListing> {
+    let mut repositories: HashMap<(String, String), &AnyStore> = HashMap::new();
+    for (plan, target) in plans.iter().zip(targets) {
+        repositories.entry(plan.target_key()).or_insert(target);
+    }
+    stream::iter(repositories)
+        .map(|(key, target)| async move {
+            match target.list_tags(&key.1).await {
+                Ok(tags) => Some((
+                    key,
+                    TargetListing {
+                        tags: tags.into_iter().collect(),
+                    },
+                )),
+                Err(error) => {
+                    tracing::debug!("listing the tags of `{}/{}`: {error}", key.0, key.1);
+                    None
+                }
+            }
+        })
+        .buffer_unordered(jobs.max(1))
+        .filter_map(futures_util::future::ready)
+        .collect()
+        .await
 }
 
 /// What each image consists of and where it goes.
@@ -492,6 +593,7 @@ fn plan(
                 repository: reference.repository().to_owned(),
                 platforms: Vec::new(),
                 index: None,
+                recorded_signatures: HashMap::new(),
             });
             current = Some((entry.repo, entry.image));
         }
@@ -499,27 +601,44 @@ fn plan(
             continue;
         };
         let image = &info.repos[entry.repo].images[entry.image];
-        match entry.slot {
+        let records = match entry.slot {
             DigestSlot::Platform(index) => {
+                let platform = &image.platforms[index];
                 plan.platforms
-                    .push((reference.digest, image.platforms[index].simple_tags.clone()));
+                    .push((reference.digest.clone(), platform.simple_tags.clone()));
+                &platform.signatures[..]
             }
             // Copied untagged: an index lists it, and an image without one still keeps its attestation.
-            DigestSlot::Attestation(_) => plan.platforms.push((reference.digest, Vec::new())),
-            DigestSlot::Index => {
-                let tags = image
-                    .manifest
+            DigestSlot::Attestation(index) => {
+                plan.platforms.push((reference.digest.clone(), Vec::new()));
+                image.platforms[index]
+                    .attestation
                     .as_ref()
+                    .map_or(&[][..], |attestation| &attestation.signatures)
+            }
+            DigestSlot::Index => {
+                let manifest = image.manifest.as_ref();
+                let tags = manifest
                     .map(|manifest| manifest.shared_tags.clone())
                     .unwrap_or_default();
-                plan.index = Some((reference.digest, tags));
+                plan.index = Some((reference.digest.clone(), tags));
+                manifest.map_or(&[][..], |manifest| &manifest.signatures)
             }
             DigestSlot::Syndicated(_) => {
                 tracing::warn!(
                     "`{}` is a syndicated copy; publish does not copy syndicated digests",
                     entry.reference
                 );
+                continue;
             }
+        };
+        let recorded = records
+            .iter()
+            .rev()
+            .filter(|record| record.format == Storage::Tag.format())
+            .find_map(|record| record.digest.parse::<Digest>().ok());
+        if let Some(recorded) = recorded {
+            plan.recorded_signatures.insert(reference.digest, recorded);
         }
     }
     Ok(plans)

@@ -1,9 +1,11 @@
 //! Copying images between stores by digest: manifests byte for byte (so digests do not change), children before
 //! the index that lists them, blobs before the manifest that needs them, and signatures with the image.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::AddAssign;
 
 use futures_util::future::try_join_all;
+use tokio::sync::Mutex;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::{
@@ -57,6 +59,27 @@ impl CopyStats {
     }
 }
 
+/// Blobs up to this size are sent to a new repository without asking whether it has them: asking costs a round
+/// trip, and sending one again costs about as much.
+const SENT_WITHOUT_ASKING: u64 = 1024 * 1024;
+
+/// The tags a target repository held when the stage began (one `tags/list`), so that a copy asks it less: a
+/// tag not among them is absent, and a repository with none is new, so the manifests and small blobs a copy
+/// writes there are taken as absent without asking (writing content-addressed bytes it had is harmless).
+#[derive(Debug, Default)]
+pub struct TargetListing {
+    pub tags: HashSet<String>,
+}
+
+impl TargetListing {
+    fn is_new(&self) -> bool {
+        self.tags.is_empty()
+    }
+}
+
+/// Manifests a copy read from the source, by digest: what a later tag needs, without reading it again.
+pub type ManifestCache = Mutex<HashMap<Digest, StoredManifest>>;
+
 /// Copies from one repository of a store to one repository of another (or the same) store.
 pub struct Copier<'a, S, T> {
     pub source: &'a S,
@@ -65,6 +88,10 @@ pub struct Copier<'a, S, T> {
     pub to: &'a str,
     /// Source and target are the same store, so blobs can be mounted instead of transferred.
     pub same_store: bool,
+    /// What the target held when the stage began; `None` asks the target about everything.
+    pub listing: Option<&'a TargetListing>,
+    /// Where the manifests read from the source are kept, when the caller wants them.
+    pub fetched: Option<&'a ManifestCache>,
 }
 
 impl<S: Store, T: Store> Copier<'_, S, T> {
@@ -87,6 +114,9 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             return Ok((CopyStats::skipped(present.size()), None));
         }
         let manifest = self.fetch(digest).await?;
+        if let Some(fetched) = self.fetched {
+            fetched.lock().await.insert(digest.clone(), manifest.clone());
+        }
         let listed = if media_type::is_index(&manifest.media_type) {
             let index: ImageIndex = parse(self, digest, &manifest)?;
             index
@@ -100,11 +130,22 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         Ok((self.copy_content(digest, &manifest).await?, Some(listed)))
     }
 
-    /// Copies what `manifest` (already read from the source) refers to, then the manifest itself.
+    /// Copies what `manifest` (already read from the source) refers to, then the manifest itself, by digest.
     async fn copy_content(
         &self,
         digest: &Digest,
         manifest: &StoredManifest,
+    ) -> Result<CopyStats, StoreError> {
+        self.copy_content_as(digest, manifest, ManifestReference::Digest(digest))
+            .await
+    }
+
+    /// Copies like [`Copier::copy_content`], writing the manifest under `reference`.
+    async fn copy_content_as(
+        &self,
+        digest: &Digest,
+        manifest: &StoredManifest,
+        reference: ManifestReference<'_>,
     ) -> Result<CopyStats, StoreError> {
         let mut stats = if media_type::is_index(&manifest.media_type) {
             let index: ImageIndex = parse(self, digest, manifest)?;
@@ -123,9 +164,7 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
                 .map(|(blob, size)| async move { self.copy_blob(&blob, size).await });
             try_join_all(copies).await?.into_iter().sum()
         };
-        self.target
-            .put_manifest(self.to, ManifestReference::Digest(digest), manifest)
-            .await?;
+        self.target.put_manifest(self.to, reference, manifest).await?;
         stats += CopyStats::copied(manifest.bytes.len() as u64);
         Ok(stats)
     }
@@ -146,15 +185,17 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     ) -> Result<CopyStats, StoreError> {
         let mut stats = CopyStats::default();
         let tag = signature_tag(digest);
+        let mut current = None;
         if let Some(known) = source_signature
             && !self.source.has_referrers_api(self.from).await?
         {
-            let current = self.target_manifest(ManifestReference::Tag(&tag)).await?;
-            if let Some(current) = current
-                && our_digest(current.digest()).as_ref() == Some(known)
+            let present = self.target_manifest(ManifestReference::Tag(&tag)).await?;
+            if let Some(present) = &present
+                && our_digest(present.digest()).as_ref() == Some(known)
             {
-                return Ok(CopyStats::skipped(current.size()));
+                return Ok(CopyStats::skipped(present.size()));
             }
+            current = Some(present);
         }
         let tagged = self
             .source
@@ -162,7 +203,10 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             .await?;
         let tagged_digest = tagged.as_ref().map(StoredManifest::digest);
         if let (Some(manifest), Some(signature)) = (&tagged, &tagged_digest) {
-            let current = self.target_manifest(ManifestReference::Tag(&tag)).await?;
+            let current = match current {
+                Some(current) => current,
+                None => self.target_manifest(ManifestReference::Tag(&tag)).await?,
+            };
             if current
                 .and_then(|descriptor| our_digest(descriptor.digest()))
                 .as_ref()
@@ -170,15 +214,9 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             {
                 stats += CopyStats::skipped(manifest.bytes.len() as u64);
             } else {
-                stats += match self
-                    .target_manifest(ManifestReference::Digest(signature))
-                    .await?
-                {
-                    Some(present) => CopyStats::skipped(present.size()),
-                    None => self.copy_content(signature, manifest).await?,
-                };
-                self.target
-                    .put_manifest(self.to, ManifestReference::Tag(&tag), manifest)
+                // Written under its tag only: the tag is how it is found, and a PUT by tag stores it too.
+                stats += self
+                    .copy_content_as(signature, manifest, ManifestReference::Tag(&tag))
                     .await?;
             }
         }
@@ -200,13 +238,23 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         &self,
         reference: ManifestReference<'_>,
     ) -> Result<Option<Descriptor>, StoreError> {
+        if let Some(listing) = self.listing {
+            let known_absent = match reference {
+                ManifestReference::Tag(tag) => !listing.tags.contains(tag),
+                ManifestReference::Digest(_) => listing.is_new(),
+            };
+            if known_absent {
+                return Ok(None);
+            }
+        }
         absent_when_unreadable(self.target.head_manifest(self.to, reference).await)
     }
 
     /// Copies a blob of `size` bytes (as its descriptor says), unless the target has it: mounted within one
     /// store, streamed between two.
     pub async fn copy_blob(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
-        if absent_when_unreadable(self.target.blob_size(self.to, digest).await)?.is_some() {
+        let ask = size > SENT_WITHOUT_ASKING || !self.listing.is_some_and(TargetListing::is_new);
+        if ask && absent_when_unreadable(self.target.blob_size(self.to, digest).await)?.is_some() {
             return Ok(CopyStats::skipped(size));
         }
         if self.same_store && self.target.mount_blob(self.to, self.from, digest).await? {

@@ -158,6 +158,8 @@ async fn push(
             target: &store,
             to: repository,
             same_store: base.location == target.location,
+            listing: None,
+            fetched: None,
         };
         let copies = base
             .layers

@@ -279,6 +279,8 @@ async fn import_one(
         target: sources.staging,
         to: &staged,
         same_store: false,
+        listing: None,
+        fetched: None,
     };
     let mut stats = copier.copy_manifest(&found.digest).await?;
     stats += copier.copy_signatures(&found.digest).await?;

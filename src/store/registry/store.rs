@@ -44,6 +44,8 @@ const TAG_PAGE: WholeBody = WholeBody {
     limit: 1024 * 1024,
     what: "a page of tags",
 };
+/// The most a blob stream hands over at once, as far as upload buffers are counted: a read off a socket.
+const STREAM_PIECE: usize = 1024 * 1024;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -131,9 +133,17 @@ impl RegistryStore {
             repository,
             true,
         );
+        let chunk_size = self.client.settings.chunk_size.max(1);
+        // A blob that fits in a chunk is held whole; a larger one a chunk at a time, plus the piece of the
+        // stream that overfills the chunk.
+        let held = blob
+            .size
+            .and_then(|size| usize::try_from(size).ok())
+            .filter(|size| *size <= chunk_size)
+            .unwrap_or(chunk_size + STREAM_PIECE);
+        let _buffer = self.client.upload_buffer(held).await;
         let reply = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
         let mut location = location_of(&reply, &start.target)?;
-        let chunk_size = self.client.settings.chunk_size.max(1);
         let mut chunks = blob.chunks;
         let mut pending = BytesMut::new();
         let mut offset = 0usize;
@@ -286,9 +296,19 @@ impl RegistryStore {
         repository: &str,
         digest: &Digest,
     ) -> Result<Option<Vec<Descriptor>>, StoreError> {
-        if self.client.has_referrers(&self.host).await == Some(false) {
-            return Ok(None);
-        }
+        // Until the host's answer is known, one caller at a time asks: the first answer teaches the rest.
+        let _probe = match self.client.has_referrers(&self.host).await {
+            Some(false) => return Ok(None),
+            Some(true) => None,
+            None => {
+                let probe = self.client.referrers_probe.lock().await;
+                match self.client.has_referrers(&self.host).await {
+                    Some(false) => return Ok(None),
+                    Some(true) => None,
+                    None => Some(probe),
+                }
+            }
+        };
         let mut request = self.request(
             Method::GET,
             format!("/v2/{repository}/referrers/{digest}"),
