@@ -480,7 +480,7 @@ pub struct PublishArgs {
 
     /// Images copied at once, and lookups and tags set at once (each image's own objects are copied
     /// concurrently too): a remote registry is latency-bound, so many small requests in flight pay off
-    #[arg(long, value_name = "N", default_value_t = 32, env = "IMAGEPIPE_JOBS")]
+    #[arg(long, value_name = "N", default_value_t = 64, env = "IMAGEPIPE_JOBS")]
     pub jobs: usize,
 }
 

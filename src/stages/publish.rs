@@ -167,22 +167,27 @@ pub async fn run(
     let plans = plan(&info, staging_prefix.as_deref(), registry_override.as_ref())?;
     let client = Arc::new(RegistryClient::new(client)?);
     let source = AnyStore::open(&staging, &client);
-    let signature_tags = if allow_unsigned {
-        SignatureTags::new()
-    } else {
-        require_signatures(&source, &plans, jobs).await?
+    let targets: Vec<AnyStore> = plans
+        .iter()
+        .map(|plan| AnyStore::open(&plan.target, &client))
+        .collect();
+    // Both registries are read side by side: the signature check and what the targets hold.
+    let signatures = async {
+        if allow_unsigned {
+            Ok(SignatureTags::new())
+        } else {
+            require_signatures(&source, &plans, jobs).await
+        }
     };
+    let (signature_tags, listings) =
+        tokio::join!(signatures, list_targets(&plans, &targets, jobs));
+    let signature_tags = signature_tags?;
     if dry_run {
         print!("{}", describe(&plans, &client).await?);
         tracing::info!("dry run: nothing was copied or tagged");
         return Ok(());
     }
 
-    let targets: Vec<AnyStore> = plans
-        .iter()
-        .map(|plan| AnyStore::open(&plan.target, &client))
-        .collect();
-    let listings = list_targets(&plans, &targets, jobs).await;
     let fetched = ManifestCache::default();
     let total = plans.len();
     let done = Mutex::new(0usize);
