@@ -134,10 +134,18 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
         "create-manifest again"
     );
     assert!(!writes_of(&staging_proxy, sign(&info)).is_empty());
+    let mark = staging_proxy.requests().len();
     assert_eq!(
         writes_of(&staging_proxy, sign(&info)),
         Vec::<String>::new(),
         "sign again"
+    );
+    let asked = requests_since(&staging_proxy, mark);
+    assert!(
+        asked.iter().all(|request| request == "GET /v2/"
+            || request.ends_with("/tags/list?n=1000")
+            || request.contains("/manifests/sha256-")),
+        "an unchanged sign reads the tag lists and the signatures, nothing else: {asked:?}"
     );
     let signed = read_json(&info);
     assert_eq!(

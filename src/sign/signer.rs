@@ -181,6 +181,21 @@ impl<S: Store> Signer<'_, S> {
         }
     }
 
+    /// The manifest holding a valid signature by this key of `digest` naming `identity`, if the store has one;
+    /// nothing is written.
+    pub async fn signed_already(
+        &self,
+        repository: &str,
+        identity: &str,
+        digest: &Digest,
+    ) -> Result<Option<Digest>, StoreError> {
+        let payload = Payload::new(identity, digest).to_bytes();
+        let existing = self.existing(repository, digest).await?;
+        Ok(self
+            .ours(&existing, &payload, &Digest::of(&payload))
+            .cloned())
+    }
+
     /// Checks each signature added in this run once no concurrent write based on an earlier read can still
     /// land, and signs again any digest whose signature another signer's write replaced; then checks those
     /// again. A signature present at such a check stays: every later write read it. Returns the digest of the

@@ -6,7 +6,7 @@
 //! before writing any signature, when staging does not hold every digest: signing what is not there (a wrong
 //! `--staging-prefix`) would fill an empty repository with signatures and record them in image-info.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,7 +29,9 @@ use crate::stages::{
     Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record, summary,
 };
 use crate::store::registry::{ClientSettings, RegistryClient};
-use crate::store::{AnyStore, Location, ManifestReference, Store, staging_repository};
+use crate::store::{
+    AnyStore, Location, ManifestReference, Store, signature_tag, staging_repository,
+};
 
 /// Digests signed at once: each takes a few small requests, which the client bounds on its own.
 const CONCURRENT_SIGNATURES: usize = 32;
@@ -116,20 +118,27 @@ pub async fn run(
         SignatureMode::Auto => Storage::Tag,
     };
     let staged = |repository: &str| staging_repository(staging_prefix.as_deref(), repository);
-    let entries = info.digest_entries();
-    require_staged(&store, &entries, &staged).await?;
-
     let signer = Signer {
         store: &store,
         key: &signing_key,
         public_key: &public_key,
         storage,
     };
-    let total = entries.len();
+    let entries = info.digest_entries();
+    let record = |digest: &Digest| SignatureRecord {
+        digest: digest.to_string(),
+        format: storage.format().to_owned(),
+        key_id: key_id.clone(),
+    };
+    let (already, pending) = signed_already(&signer, entries, &staged).await?;
+    // A digest already signed by this key was in staging when it was signed; the rest must be there now.
+    require_staged(&store, &pending, &staged).await?;
+
+    let total = pending.len();
     let done = Mutex::new(0usize);
-    let signed: Vec<(DigestEntry, SignatureRecord, bool)> = stream::iter(entries)
+    let mut signed: Vec<(DigestEntry, SignatureRecord, bool)> = stream::iter(pending)
         .map(|entry| {
-            let (signer, done, key_id) = (&signer, &done, &key_id);
+            let (signer, done, record) = (&signer, &done, &record);
             let staged = &staged;
             async move {
                 let reference: DigestReference = entry
@@ -153,17 +162,18 @@ pub async fn run(
                 if *done % 50 == 0 || *done == total {
                     tracing::info!("signed {} of {total} digests", *done);
                 }
-                let record = SignatureRecord {
-                    digest: outcome.signature_manifest.to_string(),
-                    format: storage.format().to_owned(),
-                    key_id: key_id.clone(),
-                };
-                Ok::<_, anyhow::Error>((entry, record, outcome.added))
+                Ok::<_, anyhow::Error>((entry, record(&outcome.signature_manifest), outcome.added))
             }
         })
         .buffer_unordered(CONCURRENT_SIGNATURES)
         .try_collect()
         .await?;
+    let total = total + already.len();
+    signed.extend(
+        already
+            .into_iter()
+            .map(|(entry, manifest)| (entry, record(&manifest), false)),
+    );
 
     let added = signed.iter().filter(|(_, _, added)| *added).count();
     // Another signer's write may still replace a `.sig` tag with a copy read before ours landed: look again
@@ -220,6 +230,76 @@ pub async fn run(
         .collect();
     set_list_output(host, "signed", &signed)?;
     finish_with_outputs(host, Stage::Sign, &output, &digest, &info)
+}
+
+/// Splits `entries` into those already signed by this key (with the manifest holding the signature) and the
+/// rest. With `.sig` tags, one `tags/list` per repository shows which digests have any signature at all, and
+/// only those are read; referrers are looked up for every digest by [`Signer::sign`] instead.
+async fn signed_already(
+    signer: &Signer<'_, AnyStore>,
+    entries: Vec<DigestEntry>,
+    staged: &impl Fn(&str) -> String,
+) -> anyhow::Result<(Vec<(DigestEntry, Digest)>, Vec<DigestEntry>)> {
+    if signer.storage != Storage::Tag {
+        return Ok((Vec::new(), entries));
+    }
+    let store = signer.store;
+    let mut references = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let reference: DigestReference = entry
+            .reference
+            .parse()
+            .with_context(|| format!("reading `{}`", entry.reference))?;
+        references.push((entry, reference));
+    }
+    let repositories: BTreeSet<String> = references
+        .iter()
+        .map(|(_, reference)| staged(reference.repository()))
+        .collect();
+    let listings: HashMap<String, HashSet<String>> = stream::iter(repositories)
+        .map(|repository| async move {
+            let tags = store.list_tags(&repository).await.with_context(|| {
+                format!("listing the signatures in `{}/{repository}`", store.name())
+            })?;
+            Ok::<_, anyhow::Error>((repository, tags.into_iter().collect()))
+        })
+        .buffer_unordered(CONCURRENT_SIGNATURES)
+        .try_collect()
+        .await?;
+    let listings = &listings;
+    let checked: Vec<(DigestEntry, Option<Digest>)> = stream::iter(references)
+        .map(|(entry, reference)| async move {
+            let repository = staged(reference.repository());
+            let tagged = listings
+                .get(&repository)
+                .is_some_and(|tags| tags.contains(&signature_tag(&reference.digest)));
+            if !tagged {
+                return Ok((entry, None));
+            }
+            let ours = signer
+                .signed_already(&repository, reference.name(), &reference.digest)
+                .await
+                .with_context(|| {
+                    format!(
+                        "reading the signatures of `{}/{repository}@{}`",
+                        store.name(),
+                        reference.digest
+                    )
+                })?;
+            Ok::<_, anyhow::Error>((entry, ours))
+        })
+        .buffer_unordered(CONCURRENT_SIGNATURES)
+        .try_collect()
+        .await?;
+    let mut already = Vec::new();
+    let mut pending = Vec::new();
+    for (entry, ours) in checked {
+        match ours {
+            Some(manifest) => already.push((entry, manifest)),
+            None => pending.push(entry),
+        }
+    }
+    Ok((already, pending))
 }
 
 /// Every digest must be in staging, where it is signed: one HEAD per digest, all before anything is written.
