@@ -179,8 +179,7 @@ pub async fn run(
             require_signatures(&source, &plans, jobs).await
         }
     };
-    let (signature_tags, listings) =
-        tokio::join!(signatures, list_targets(&plans, &targets, jobs));
+    let (signature_tags, listings) = tokio::join!(signatures, list_targets(&plans, &targets, jobs));
     let signature_tags = signature_tags?;
     if dry_run {
         print!("{}", describe(&plans, &client).await?);
@@ -188,6 +187,7 @@ pub async fn run(
         return Ok(());
     }
 
+    let current = read_listed_tags(&plans, &targets, &listings, jobs).await?;
     let fetched = ManifestCache::default();
     let total = plans.len();
     let done = Mutex::new(0usize);
@@ -195,6 +195,7 @@ pub async fn run(
         .map(|(plan, target)| {
             let (source, done, staging) = (&source, &done, &staging);
             let (signature_tags, listings, fetched) = (&signature_tags, &listings, &fetched);
+            let current = &current;
             async move {
                 let copier = Copier {
                     source,
@@ -205,7 +206,16 @@ pub async fn run(
                     listing: listings.get(&plan.target_key()),
                     fetched: Some(fetched),
                 };
-                let stats = copy_image(&copier, plan, signature_tags)
+                let tagged: HashSet<&Digest> = plan
+                    .platform_tags()
+                    .chain(plan.shared_tags())
+                    .filter(|(tag, digest)| {
+                        current.get(&(plan.target_key(), (*tag).clone()))
+                            == Some(&Some((*digest).clone()))
+                    })
+                    .map(|(_, digest)| digest)
+                    .collect();
+                let stats = copy_image(&copier, plan, signature_tags, &tagged)
                     .await
                     .with_context(|| format!("copying `{}` to {}", plan.repository, plan.target))?;
                 let mut done = done.lock().await;
@@ -223,6 +233,7 @@ pub async fn run(
     // move, so it never names an index whose platform tags are not set yet.
     let known = Known {
         listings: &listings,
+        current: &current,
         fetched: &fetched,
     };
     let platform_tags = tag_group(
@@ -383,13 +394,25 @@ async fn require_signatures(
 /// The index with the platform images it lists (concurrently), any platform image it does not list, then every
 /// digest's signatures (concurrently). An index the target has already brings its platform images (registries
 /// refuse an index whose children are missing), so they are not asked for one by one.
+/// Copies an image's content, then its signatures. `tagged` are the image's digests a target tag already named
+/// before the copy: the target holds each whole (a registry refuses a manifest whose content is missing), so
+/// they are not asked about again, and an index among them brings its platforms with it.
 async fn copy_image(
     copier: &Copier<'_, AnyStore, AnyStore>,
     plan: &ImagePlan,
     signature_tags: &SignatureTags,
+    tagged: &HashSet<&Digest>,
 ) -> Result<CopyStats, StoreError> {
     let mut stats = CopyStats::default();
+    let already = CopyStats {
+        objects_skipped: 1,
+        ..CopyStats::default()
+    };
     let listed = match &plan.index {
+        Some((digest, _)) if tagged.contains(digest) => {
+            stats += already;
+            None
+        }
         Some((digest, _)) => {
             let (copied, listed) = copier.copy_manifest_listing(digest).await?;
             stats += copied;
@@ -402,7 +425,12 @@ async fn copy_image(
             .platforms
             .iter()
             .filter(|(digest, _)| !listed.contains(digest))
-            .map(|(digest, _)| copier.copy_manifest(digest));
+            .map(|(digest, _)| async move {
+                if tagged.contains(digest) {
+                    return Ok(already);
+                }
+                copier.copy_manifest(digest).await
+            });
         stats += try_join_all(platforms).await?.into_iter().sum();
     }
     let signatures = plan.digests().map(|digest| {
@@ -487,11 +515,54 @@ where
 /// What the copy phase learned, which the tag phase uses instead of asking again.
 struct Known<'a> {
     listings: &'a HashMap<(String, String), TargetListing>,
+    current: &'a CurrentTags,
     fetched: &'a ManifestCache,
 }
 
-/// Points `tag` at `digest` unless it already does; true when it was set. A tag the target did not list when
-/// the stage began is set without asking, with the manifest's bytes as the copy read them where it did.
+/// What each tag the targets listed named before the copy, by target repository and tag.
+type CurrentTags = HashMap<((String, String), String), Option<Digest>>;
+
+/// Reads every tag of the plans that its target listed (a HEAD each), before the copy: a tag already naming its
+/// digest spares the copy and the tag phase any question about that digest.
+async fn read_listed_tags(
+    plans: &[ImagePlan],
+    targets: &[AnyStore],
+    listings: &HashMap<(String, String), TargetListing>,
+    jobs: usize,
+) -> anyhow::Result<CurrentTags> {
+    let mut wanted: HashMap<((String, String), String), &AnyStore> = HashMap::new();
+    for (plan, target) in plans.iter().zip(targets) {
+        let key = plan.target_key();
+        let Some(listing) = listings.get(&key) else {
+            continue;
+        };
+        for (tag, _) in plan.platform_tags().chain(plan.shared_tags()) {
+            if listing.tags.contains(tag) {
+                wanted.entry((key.clone(), tag.clone())).or_insert(target);
+            }
+        }
+    }
+    stream::iter(wanted)
+        .map(|(key, target)| async move {
+            let ((location, repository), tag) = &key;
+            // A tag the target keeps failing to read (torn by a crash) is set again like a missing one.
+            let current = absent_when_unreadable(
+                target
+                    .head_manifest(repository, ManifestReference::Tag(tag))
+                    .await,
+            )
+            .with_context(|| format!("reading `{location}/{repository}:{tag}`"))?
+            .and_then(|descriptor| our_digest(descriptor.digest()));
+            Ok::<_, anyhow::Error>((key, current))
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect()
+        .await
+}
+
+/// Points `tag` at `digest` unless it already did before the copy; true when it was set. Nothing is asked
+/// beyond what [`read_listed_tags`] read, except where the target could not be listed; the manifest's bytes are
+/// those the copy read, where it read them.
 async fn set_tag(
     target: &AnyStore,
     plan: &ImagePlan,
@@ -500,25 +571,19 @@ async fn set_tag(
     known: &Known<'_>,
 ) -> Result<bool, StoreError> {
     let repository = plan.repository.as_str();
-    let listed = known
-        .listings
-        .get(&plan.target_key())
-        .is_none_or(|listing| listing.tags.contains(tag));
-    // A tag the target keeps failing to read (torn by a crash) is set again like a missing one.
-    let current = if listed {
-        absent_when_unreadable(
+    let key = plan.target_key();
+    let current = match known.current.get(&(key.clone(), tag.to_owned())) {
+        Some(read) => read.clone(),
+        // A repository that could not be listed is asked about each tag.
+        None if !known.listings.contains_key(&key) => absent_when_unreadable(
             target
                 .head_manifest(repository, ManifestReference::Tag(tag))
                 .await,
         )?
-    } else {
-        None
+        .and_then(|descriptor| our_digest(descriptor.digest())),
+        None => None,
     };
-    if current
-        .and_then(|descriptor| our_digest(descriptor.digest()))
-        .as_ref()
-        == Some(digest)
-    {
+    if current.as_ref() == Some(digest) {
         return Ok(false);
     }
     let copied = known.fetched.lock().await.get(digest).cloned();

@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::ops::AddAssign;
 
 use futures_util::future::try_join_all;
-use tokio::sync::Mutex;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use tokio::sync::Mutex;
 
 use super::{
     ManifestReference, Store, StoreError, StoredManifest, blob_stream, media_type, our_digest,
@@ -115,7 +115,10 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         }
         let manifest = self.fetch(digest).await?;
         if let Some(fetched) = self.fetched {
-            fetched.lock().await.insert(digest.clone(), manifest.clone());
+            fetched
+                .lock()
+                .await
+                .insert(digest.clone(), manifest.clone());
         }
         let listed = if media_type::is_index(&manifest.media_type) {
             let index: ImageIndex = parse(self, digest, &manifest)?;
@@ -164,7 +167,9 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
                 .map(|(blob, size)| async move { self.copy_blob(&blob, size).await });
             try_join_all(copies).await?.into_iter().sum()
         };
-        self.target.put_manifest(self.to, reference, manifest).await?;
+        self.target
+            .put_manifest(self.to, reference, manifest)
+            .await?;
         stats += CopyStats::copied(manifest.bytes.len() as u64);
         Ok(stats)
     }
