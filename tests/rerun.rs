@@ -128,10 +128,24 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
         "the index under its three shared tags: {first:?}"
     );
     let recorded = read_json(&info)["repos"][0]["images"].clone();
+    let mark = staging_proxy.requests().len();
     assert_eq!(
         writes_of(&staging_proxy, create_manifest(&info)),
         Vec::<String>::new(),
         "create-manifest again"
+    );
+    let index = recorded[0]["manifest"]["digest"]
+        .as_str()
+        .and_then(|reference| reference.split_once('@'))
+        .map(|(_, digest)| format!("GET /v2/acme/app/manifests/{digest}"))
+        .expect("an index digest");
+    let asked = requests_since(&staging_proxy, mark);
+    assert!(
+        asked.iter().all(|request| request == "GET /v2/"
+            || *request == index
+            || request.starts_with("HEAD /v2/acme/app/manifests/1.4")
+            || request.starts_with("HEAD /v2/acme/app/manifests/latest")),
+        "an unchanged create-manifest reads the recorded index and its tags, no child: {asked:?}"
     );
     assert!(!writes_of(&staging_proxy, sign(&info)).is_empty());
     let mark = staging_proxy.requests().len();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use futures_util::future::try_join_all;
 use oci_spec::image::{
-    Arch, Descriptor, ImageIndexBuilder, ImageManifest, MediaType, Os, PlatformBuilder,
+    Arch, Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType, Os, PlatformBuilder,
 };
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -171,6 +171,52 @@ pub async fn build_index(
     })
 }
 
+/// The index recorded for these `children` by an earlier run, read back by its digest, when it is exactly what
+/// [`build_index`] would build now: the same media type, the same children in the same order, in the bytes this
+/// serializer writes. A re-run then reads one index instead of every child and its config.
+pub async fn recorded_index(
+    store: &AnyStore,
+    repository: &str,
+    recorded: &Digest,
+    children: &[Child],
+    media_type: IndexMediaType,
+) -> anyhow::Result<Option<StoredManifest>> {
+    let Some(index) = store
+        .get_manifest(repository, ManifestReference::Digest(recorded))
+        .await
+        .with_context(|| {
+            format!(
+                "reading the recorded index `{}/{repository}@{recorded}`",
+                store.name()
+            )
+        })?
+    else {
+        return Ok(None);
+    };
+    if index.media_type != media_type.as_str() {
+        return Ok(None);
+    }
+    let Ok(parsed) = serde_json::from_slice::<ImageIndex>(&index.bytes) else {
+        return Ok(None);
+    };
+    let listed: Vec<Option<Digest>> = parsed
+        .manifests()
+        .iter()
+        .map(|child| our_digest(child.digest()))
+        .collect();
+    let expected: Vec<Option<Digest>> = children
+        .iter()
+        .map(|child| Some(child.image.clone()))
+        .chain(
+            children
+                .iter()
+                .filter_map(|child| Some(Some(child.attestation.clone()?))),
+        )
+        .collect();
+    let canonical = serde_json::to_vec(&parsed).is_ok_and(|bytes| bytes == index.bytes[..]);
+    Ok((listed == expected && canonical).then_some(index))
+}
+
 /// Pushes the index under each shared tag that does not point at it already, whatever image-info recorded:
 /// a re-run from any stage on unchanged input writes nothing. Returns how many tags were pushed.
 pub async fn push_index(
@@ -199,4 +245,125 @@ pub async fn push_index(
         Ok(1)
     });
     Ok(try_join_all(pushes).await?.into_iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use oci_spec::image::DescriptorBuilder;
+
+    use super::*;
+    use crate::store::Location;
+    use crate::store::registry::{ClientSettings, RegistryClient};
+
+    fn digest(fill: char) -> Digest {
+        format!("sha256:{}", fill.to_string().repeat(64))
+            .parse()
+            .expect("a digest")
+    }
+
+    /// An index over `listed`, pushed to `store` in `bytes_of`'s serialization; its digest.
+    async fn push(
+        store: &AnyStore,
+        listed: &[Digest],
+        media_type: &str,
+        bytes_of: impl Fn(&ImageIndex) -> Vec<u8>,
+    ) -> Digest {
+        let manifests = listed
+            .iter()
+            .map(|child| {
+                DescriptorBuilder::default()
+                    .media_type(MediaType::ImageManifest)
+                    .digest(crate::store::oci_digest(child))
+                    .size(10u64)
+                    .build()
+                    .expect("a descriptor")
+            })
+            .collect::<Vec<_>>();
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::from(media_type))
+            .manifests(manifests)
+            .build()
+            .expect("an index");
+        let manifest = StoredManifest {
+            media_type: media_type.to_owned(),
+            bytes: bytes_of(&index).into(),
+        };
+        store
+            .put_manifest(
+                "app",
+                ManifestReference::Digest(&manifest.digest()),
+                &manifest,
+            )
+            .await
+            .expect("pushed");
+        manifest.digest()
+    }
+
+    #[tokio::test]
+    async fn only_an_index_exactly_as_it_would_be_built_is_taken_from_the_record() {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let client = Arc::new(RegistryClient::new(ClientSettings::default()).expect("client"));
+        let store = AnyStore::open(&Location::Layout(folder.path().to_owned()), &client);
+        let children = [
+            Child {
+                image: digest('a'),
+                attestation: Some(digest('c')),
+            },
+            Child {
+                image: digest('b'),
+                attestation: None,
+            },
+        ];
+        let compact = |index: &ImageIndex| serde_json::to_vec(index).expect("serializes");
+        let oci = IndexMediaType::Oci;
+        let recorded = |digest: Digest| {
+            let store = &store;
+            let children = &children;
+            async move {
+                recorded_index(store, "app", &digest, children, oci)
+                    .await
+                    .expect("reads")
+                    .map(|index| index.digest())
+            }
+        };
+        let exact = push(
+            &store,
+            &[digest('a'), digest('b'), digest('c')],
+            oci.as_str(),
+            compact,
+        )
+        .await;
+        assert_eq!(recorded(exact.clone()).await, Some(exact));
+        let reordered = push(
+            &store,
+            &[digest('b'), digest('a'), digest('c')],
+            oci.as_str(),
+            compact,
+        )
+        .await;
+        assert_eq!(recorded(reordered).await, None, "children in another order");
+        let without_attestation =
+            push(&store, &[digest('a'), digest('b')], oci.as_str(), compact).await;
+        assert_eq!(recorded(without_attestation).await, None, "a child missing");
+        let docker = push(
+            &store,
+            &[digest('a'), digest('b'), digest('c')],
+            IndexMediaType::Docker.as_str(),
+            compact,
+        )
+        .await;
+        assert_eq!(recorded(docker).await, None, "another media type");
+        let pretty = push(
+            &store,
+            &[digest('a'), digest('b'), digest('c')],
+            oci.as_str(),
+            |index| serde_json::to_vec_pretty(index).expect("serializes"),
+        )
+        .await;
+        assert_eq!(recorded(pretty).await, None, "bytes another tool wrote");
+        assert_eq!(recorded(digest('f')).await, None, "not in the store");
+    }
 }

@@ -74,6 +74,8 @@ struct Plan {
     repository: String,
     shared_tags: Vec<String>,
     children: Vec<Child>,
+    /// The index digest image-info records for the image, from an earlier run.
+    recorded: Option<Digest>,
 }
 
 pub async fn run(
@@ -142,8 +144,26 @@ pub async fn run(
             let store = &staging_store;
             let done = &done;
             async move {
-                let index =
-                    index::build_index(describer, &repository, &plan.children, media_type).await?;
+                let recorded = match &plan.recorded {
+                    Some(recorded) => {
+                        index::recorded_index(
+                            store,
+                            &repository,
+                            recorded,
+                            &plan.children,
+                            media_type,
+                        )
+                        .await?
+                    }
+                    None => None,
+                };
+                let index = match recorded {
+                    Some(index) => index,
+                    None => {
+                        index::build_index(describer, &repository, &plan.children, media_type)
+                            .await?
+                    }
+                };
                 let pushed =
                     index::push_index(store, &repository, &plan.shared_tags, &index).await?;
                 let digest = index.digest();
@@ -278,6 +298,12 @@ fn plan(
             repository: repository.clone(),
             shared_tags: placed.declared.shared_tags.keys().cloned().collect(),
             children,
+            recorded: image
+                .manifest
+                .as_ref()
+                .filter(|recorded| !recorded.digest.is_empty())
+                .map(|recorded| digest_of(&recorded.digest, file))
+                .transpose()?,
         });
     }
     Ok((plans, imports))
