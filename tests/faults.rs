@@ -684,6 +684,36 @@ fn a_layer_whose_body_breaks_off_is_resumed() {
     pipeline.check_published(&public.host());
 }
 
+/// A target that refuses to list its tags (as some registries do for push-only credentials) is asked about
+/// each object instead, and the publish completes.
+#[test]
+fn a_target_that_refuses_to_list_its_tags_is_asked_about_each_object() {
+    let pipeline = Pipeline::new();
+    pipeline.up_to("publish");
+    let public = FaultProxy::start_targeted(
+        &pipeline.public.host(),
+        vec![Targeted {
+            method: "GET",
+            path: "/tags/list",
+            fault: Fault::Status(403),
+        }],
+    );
+    let ran = run_faulted(
+        pipeline.publish(&pipeline.staging.host(), &public.host()),
+        &[&public],
+    );
+    completed(&ran);
+    assert_eq!(public.faults_left(), 0, "a tag list was refused");
+    assert!(
+        public
+            .requests()
+            .iter()
+            .any(|request| request.method == "HEAD" && request.path.contains("/blobs/")),
+        "the refused repository's blobs were asked about"
+    );
+    pipeline.check_published(&public.host());
+}
+
 /// Whether a request changes a registry's content.
 fn is_write(method: &str) -> bool {
     matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")

@@ -1,14 +1,12 @@
 //! The [`Store`] operations over the OCI distribution API of one registry host.
 
+mod referrers;
+mod upload;
+
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use oci_spec::image::ImageIndex;
-use reqwest::header::{
-    ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, LOCATION,
-    RANGE,
-};
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LINK, RANGE};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -21,18 +19,12 @@ use crate::store::{
     Descriptor, ManifestReference, MediaType, Store, StoredManifest, media_type, signature_tag,
 };
 
-/// The artifact type cosign gives signatures stored as referrers.
-const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// Manifests beyond this size are refused: the distribution spec suggests registries accept at least 4 MiB.
 const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// What is read whole is read as part of its request, so that an answer that breaks off is asked for again.
 const MANIFEST: WholeBody = WholeBody {
     limit: MAX_MANIFEST_BYTES,
     what: "a manifest",
-};
-const REFERRERS_INDEX: WholeBody = WholeBody {
-    limit: MAX_MANIFEST_BYTES,
-    what: "a referrers index",
 };
 /// `get_blob` is for small blobs read whole (configs, signature payloads); layers are streamed.
 const SMALL_BLOB: WholeBody = WholeBody {
@@ -44,8 +36,6 @@ const TAG_PAGE: WholeBody = WholeBody {
     limit: 1024 * 1024,
     what: "a page of tags",
 };
-/// The most a blob stream hands over at once, as far as upload buffers are counted: a read off a socket.
-const STREAM_PIECE: usize = 1024 * 1024;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -116,93 +106,6 @@ impl RegistryStore {
             Ok(reply)
         } else {
             Err(reply.into_error(1).await)
-        }
-    }
-
-    /// Uploads a blob from a stream: one POST and one PUT when it fits in one chunk, else POST, a PATCH per
-    /// `chunk_size` and PUT, so that at most one chunk is held in memory (and can be sent again on a retry).
-    async fn upload(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        blob: BlobStream,
-    ) -> Result<(), StoreError> {
-        let start = self.request(
-            Method::POST,
-            format!("/v2/{repository}/blobs/uploads/"),
-            repository,
-            true,
-        );
-        let chunk_size = self.client.settings.chunk_size.max(1);
-        // A blob that fits in a chunk is held whole; a larger one a chunk at a time, plus the piece of the
-        // stream that overfills the chunk.
-        let held = blob
-            .size
-            .and_then(|size| usize::try_from(size).ok())
-            .filter(|size| *size <= chunk_size)
-            .unwrap_or(chunk_size + STREAM_PIECE);
-        let _buffer = self.client.upload_buffer(held).await;
-        let reply = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
-        let mut location = location_of(&reply, &start.target)?;
-        let mut chunks = blob.chunks;
-        let mut pending = BytesMut::new();
-        let mut offset = 0usize;
-        let mut ended = false;
-        loop {
-            while !ended && pending.len() <= chunk_size {
-                match chunks.next().await {
-                    Some(chunk) => pending.extend_from_slice(&chunk?[..]),
-                    None => ended = true,
-                }
-            }
-            // A blob that fits in one chunk goes with the closing PUT.
-            if ended && offset == 0 && pending.len() <= chunk_size {
-                break;
-            }
-            if pending.is_empty() {
-                break;
-            }
-            let body = pending.split_to(pending.len().min(chunk_size)).freeze();
-            let mut patch = self.request(Method::PATCH, location.clone(), repository, true);
-            patch.headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            patch.headers.insert(
-                CONTENT_RANGE,
-                header_value(&format!("{offset}-{}", offset + body.len() - 1)),
-            );
-            patch
-                .headers
-                .insert(CONTENT_LENGTH, header_value(&body.len().to_string()));
-            offset += body.len();
-            patch.body = Some(body);
-            let reply = self
-                .expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
-                .await?;
-            location = location_of(&reply, &patch.target)?;
-        }
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let mut finish = self.request(
-            Method::PUT,
-            format!("{location}{separator}digest={digest}"),
-            repository,
-            true,
-        );
-        finish.headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        if offset == 0 {
-            finish.body = Some(pending.freeze());
-        }
-        let reply = self.client.send(&finish).await?;
-        match reply.status() {
-            StatusCode::CREATED => Ok(()),
-            // The upload completed on an attempt whose answer was lost, so the session is gone: if the blob is
-            // there, the upload did its job.
-            StatusCode::NOT_FOUND if self.blob_size(repository, digest).await?.is_some() => Ok(()),
-            _ => Err(reply.into_error(1).await),
         }
     }
 
@@ -289,97 +192,12 @@ impl RegistryStore {
             _ => Err(reply.into_error(1).await),
         }
     }
-
-    /// The referrers of a digest that are cosign signatures; `None` when the registry has no referrers API.
-    async fn signature_referrers(
-        &self,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<Option<Vec<Descriptor>>, StoreError> {
-        // Until the host's answer is known, one caller at a time asks: the first answer teaches the rest.
-        let _probe = match self.client.has_referrers(&self.host).await {
-            Some(false) => return Ok(None),
-            Some(true) => None,
-            None => {
-                let probe = self.client.referrers_probe.lock().await;
-                match self.client.has_referrers(&self.host).await {
-                    Some(false) => return Ok(None),
-                    Some(true) => None,
-                    None => Some(probe),
-                }
-            }
-        };
-        let mut request = self.request(
-            Method::GET,
-            format!("/v2/{repository}/referrers/{digest}"),
-            repository,
-            false,
-        );
-        request
-            .headers
-            .insert(ACCEPT, HeaderValue::from_static(media_type::OCI_INDEX));
-        request.whole = Some(REFERRERS_INDEX);
-        let reply = self.client.send(&request).await?;
-        let is_index = reply
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with(media_type::OCI_INDEX));
-        if reply.status() != StatusCode::OK || !is_index {
-            // Registries without the API answer 404 (distribution 2.8) or something that is not an index.
-            self.client.remember_referrers(&self.host, false).await;
-            return Ok(None);
-        }
-        self.client.remember_referrers(&self.host, true).await;
-        let body = reply
-            .bytes(REFERRERS_INDEX.limit, REFERRERS_INDEX.what)
-            .await?;
-        let index: ImageIndex =
-            serde_json::from_slice(&body).map_err(|source| StoreError::InvalidManifest {
-                store: self.host.clone(),
-                reference: format!("{repository} referrers of {digest}"),
-                source,
-            })?;
-        Ok(Some(
-            index
-                .manifests()
-                .iter()
-                .filter(|descriptor| {
-                    descriptor
-                        .artifact_type()
-                        .as_ref()
-                        .is_some_and(|artifact| artifact.to_string() == COSIGN_SIGNATURE_ARTIFACT)
-                })
-                .cloned()
-                .collect(),
-        ))
-    }
 }
 
 const ACCEPTED_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The `Location` of an upload session, made absolute against the request it answered.
-fn location_of(reply: &Reply, request_target: &str) -> Result<String, StoreError> {
-    let location = reply
-        .headers()
-        .get(LOCATION)
-        .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| StoreError::Status {
-            method: "POST".into(),
-            url: request_target.to_owned(),
-            status: reply.status().as_u16(),
-            code: None,
-            message: "the upload answer has no Location".into(),
-            attempts: 1,
-        })?;
-    Ok(match reply.response.url().join(location) {
-        Ok(url) => url.to_string(),
-        Err(_) => location.to_owned(),
-    })
 }
 
 fn content_type(reply: &Reply) -> Option<String> {
