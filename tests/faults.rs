@@ -714,6 +714,38 @@ fn a_target_that_refuses_to_list_its_tags_is_asked_about_each_object() {
     pipeline.check_published(&public.host());
 }
 
+/// Images of one repository that hold the same blobs (a base layer, a config) get each uploaded once: two
+/// uploads of one blob at once make distribution 2.8 refuse a manifest that names it (`DIGEST_INVALID`).
+#[test]
+fn a_blob_several_images_hold_is_uploaded_once() {
+    let pipeline = Pipeline::new();
+    pipeline.up_to("publish");
+    let public = FaultProxy::start(&pipeline.public.host(), "", Vec::new());
+    let ran = run_faulted(
+        pipeline.publish(&pipeline.staging.host(), &public.host()),
+        &[&public],
+    );
+    completed(&ran);
+    let uploaded: Vec<String> = public
+        .requests()
+        .iter()
+        .filter(|request| request.method == "PUT" && request.path.contains("/blobs/uploads/"))
+        .filter_map(|request| {
+            let (path, digest) = request.path.split_once("digest=")?;
+            let repository = path.split("/blobs/").next()?;
+            Some(format!("{repository} {digest}"))
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = uploaded.iter().collect();
+    assert!(
+        uploaded.len() == distinct.len(),
+        "{} uploads of {} blobs: {uploaded:#?}",
+        uploaded.len(),
+        distinct.len()
+    );
+    pipeline.check_published(&public.host());
+}
+
 /// Whether a request changes a registry's content.
 fn is_write(method: &str) -> bool {
     matches!(method, "PUT" | "POST" | "PATCH" | "DELETE")

@@ -470,7 +470,7 @@ async fn signature_records_without_signature_objects_in_staging_publish_nothing(
         to: &to,
         same_store: true,
         listing: None,
-        fetched: None,
+        memory: None,
     };
     let digests = release.digests();
     for (_, digest) in &digests {

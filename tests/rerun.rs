@@ -65,7 +65,7 @@ async fn push_example_images(info: &Path, registry: &str) {
         to: "acme/app",
         same_store: false,
         listing: None,
-        fetched: None,
+        memory: None,
     };
     let info = read_json(info);
     for image in info["repos"][0]["images"].as_array().expect("images") {
@@ -216,6 +216,22 @@ async fn unchanged_re_runs_of_every_stage_write_nothing() {
         heads(&staging_proxy, marks.0),
         Vec::<String>::new(),
         "publish learns which digests are signed from staging's tag list"
+    );
+    let uploaded: Vec<String> = requests_since(&public_proxy, marks.1)
+        .into_iter()
+        .filter(|request| request.starts_with("PUT ") && request.contains("/blobs/uploads/"))
+        .filter_map(|request| Some(request.split_once("digest=")?.1.to_owned()))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = uploaded.iter().collect();
+    eprintln!(
+        "{} blob uploads, {} distinct",
+        uploaded.len(),
+        distinct.len()
+    );
+    assert_eq!(
+        uploaded.len(),
+        distinct.len(),
+        "a blob several images hold is uploaded once"
     );
     let marks = (
         staging_proxy.requests().len(),

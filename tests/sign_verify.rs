@@ -314,7 +314,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
             to: unsigned,
             same_store: true,
             listing: None,
-            fetched: None,
+            memory: None,
         };
         copier.copy_manifest(digest).await.expect("copies");
     }
@@ -326,7 +326,7 @@ async fn every_digest_is_signed_and_cosign_and_skopeo_accept_them() {
         to: unsigned,
         same_store: true,
         listing: None,
-        fetched: None,
+        memory: None,
     }
     .copy_manifest(index)
     .await

@@ -32,7 +32,7 @@ use crate::stages::{
     InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record,
     summary,
 };
-use crate::store::copy::{Copier, CopyStats, ManifestCache, TargetListing, absent_when_unreadable};
+use crate::store::copy::{Copier, CopyMemory, CopyStats, TargetListing, absent_when_unreadable};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, our_digest, signature_tag,
@@ -188,13 +188,13 @@ pub async fn run(
     }
 
     let current = read_listed_tags(&plans, &targets, &listings, jobs).await?;
-    let fetched = ManifestCache::default();
+    let memory = CopyMemory::default();
     let total = plans.len();
     let done = Mutex::new(0usize);
     let copied: Vec<CopyStats> = stream::iter(plans.iter().zip(&targets))
         .map(|(plan, target)| {
             let (source, done, staging) = (&source, &done, &staging);
-            let (signature_tags, listings, fetched) = (&signature_tags, &listings, &fetched);
+            let (signature_tags, listings, memory) = (&signature_tags, &listings, &memory);
             let current = &current;
             async move {
                 let copier = Copier {
@@ -204,7 +204,7 @@ pub async fn run(
                     to: &plan.repository,
                     same_store: *staging == plan.target,
                     listing: listings.get(&plan.target_key()),
-                    fetched: Some(fetched),
+                    memory: Some(memory),
                 };
                 let tagged: HashSet<&Digest> = plan
                     .platform_tags()
@@ -234,7 +234,7 @@ pub async fn run(
     let known = Known {
         listings: &listings,
         current: &current,
-        fetched: &fetched,
+        memory: &memory,
     };
     let platform_tags = tag_group(
         &plans,
@@ -516,7 +516,7 @@ where
 struct Known<'a> {
     listings: &'a HashMap<(String, String), TargetListing>,
     current: &'a CurrentTags,
-    fetched: &'a ManifestCache,
+    memory: &'a CopyMemory,
 }
 
 /// What each tag the targets listed named before the copy, by target repository and tag.
@@ -586,7 +586,7 @@ async fn set_tag(
     if current.as_ref() == Some(digest) {
         return Ok(false);
     }
-    let copied = known.fetched.lock().await.get(digest).cloned();
+    let copied = known.memory.manifest(digest).await;
     let manifest = match copied {
         Some(manifest) => manifest,
         None => target

@@ -6,7 +6,9 @@ use std::ops::AddAssign;
 
 use futures_util::future::try_join_all;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use tokio::sync::Mutex;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     ManifestReference, Store, StoreError, StoredManifest, blob_stream, media_type, our_digest,
@@ -77,8 +79,31 @@ impl TargetListing {
     }
 }
 
-/// Manifests a copy read from the source, by digest: what a later tag needs, without reading it again.
-pub type ManifestCache = Mutex<HashMap<Digest, StoredManifest>>;
+/// What the copies of one stage share: the manifests they read from the source (what a later tag needs,
+/// without reading it again), and which objects are being copied to which repository, so that each is copied
+/// once however many images hold it. Two copies of one blob at once are not only wasted: distribution 2.8
+/// rewrites a blob's link while it is pushed again, and refuses a manifest naming it meanwhile.
+#[derive(Default)]
+pub struct CopyMemory {
+    manifests: Mutex<HashMap<Digest, StoredManifest>>,
+    copies: Mutex<HashMap<(String, String, Digest), Arc<OnceCell<()>>>>,
+}
+
+impl CopyMemory {
+    /// The manifest `digest` as a copy read it from the source, if one did.
+    pub async fn manifest(&self, digest: &Digest) -> Option<StoredManifest> {
+        self.manifests.lock().await.get(digest).cloned()
+    }
+
+    async fn copy_of(&self, store: String, repository: &str, digest: &Digest) -> Arc<OnceCell<()>> {
+        self.copies
+            .lock()
+            .await
+            .entry((store, repository.to_owned(), digest.clone()))
+            .or_default()
+            .clone()
+    }
+}
 
 /// Copies from one repository of a store to one repository of another (or the same) store.
 pub struct Copier<'a, S, T> {
@@ -90,8 +115,8 @@ pub struct Copier<'a, S, T> {
     pub same_store: bool,
     /// What the target held when the stage began; `None` asks the target about everything.
     pub listing: Option<&'a TargetListing>,
-    /// Where the manifests read from the source are kept, when the caller wants them.
-    pub fetched: Option<&'a ManifestCache>,
+    /// Shared with the stage's other copies, when it makes several at once.
+    pub memory: Option<&'a CopyMemory>,
 }
 
 impl<S: Store, T: Store> Copier<'_, S, T> {
@@ -107,6 +132,36 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
         &self,
         digest: &Digest,
     ) -> Result<(CopyStats, Option<Vec<Digest>>), StoreError> {
+        let found = (CopyStats::skipped(0), None);
+        self.once(digest, found, self.copy_manifest_listing_now(digest))
+            .await
+    }
+
+    /// Runs `copy` unless another copy sharing this one's memory copies the same object to the same repository;
+    /// then waits for that one instead, and answers `found`.
+    async fn once<R>(
+        &self,
+        digest: &Digest,
+        found: R,
+        copy: impl Future<Output = Result<R, StoreError>>,
+    ) -> Result<R, StoreError> {
+        let Some(memory) = self.memory else {
+            return copy.await;
+        };
+        let cell = memory.copy_of(self.target.name(), self.to, digest).await;
+        let mut ours = None;
+        cell.get_or_try_init(|| async {
+            ours = Some(copy.await?);
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(ours.unwrap_or(found))
+    }
+
+    async fn copy_manifest_listing_now(
+        &self,
+        digest: &Digest,
+    ) -> Result<(CopyStats, Option<Vec<Digest>>), StoreError> {
         if let Some(present) = self
             .target_manifest(ManifestReference::Digest(digest))
             .await?
@@ -114,8 +169,9 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
             return Ok((CopyStats::skipped(present.size()), None));
         }
         let manifest = self.fetch(digest).await?;
-        if let Some(fetched) = self.fetched {
-            fetched
+        if let Some(memory) = self.memory {
+            memory
+                .manifests
                 .lock()
                 .await
                 .insert(digest.clone(), manifest.clone());
@@ -258,6 +314,15 @@ impl<S: Store, T: Store> Copier<'_, S, T> {
     /// Copies a blob of `size` bytes (as its descriptor says), unless the target has it: mounted within one
     /// store, streamed between two.
     pub async fn copy_blob(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
+        self.once(
+            digest,
+            CopyStats::skipped(size),
+            self.copy_blob_now(digest, size),
+        )
+        .await
+    }
+
+    async fn copy_blob_now(&self, digest: &Digest, size: u64) -> Result<CopyStats, StoreError> {
         let ask = size > SENT_WITHOUT_ASKING || !self.listing.is_some_and(TargetListing::is_new);
         if ask && absent_when_unreadable(self.target.blob_size(self.to, digest).await)?.is_some() {
             return Ok(CopyStats::skipped(size));

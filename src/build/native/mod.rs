@@ -159,7 +159,7 @@ async fn push(
             to: repository,
             same_store: base.location == target.location,
             listing: None,
-            fetched: None,
+            memory: None,
         };
         let copies = base
             .layers

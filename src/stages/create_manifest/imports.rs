@@ -280,7 +280,7 @@ async fn import_one(
         to: &staged,
         same_store: false,
         listing: None,
-        fetched: None,
+        memory: None,
     };
     let mut stats = copier.copy_manifest(&found.digest).await?;
     stats += copier.copy_signatures(&found.digest).await?;
