@@ -86,8 +86,11 @@ impl TargetListing {
 #[derive(Default)]
 pub struct CopyMemory {
     manifests: Mutex<HashMap<Digest, StoredManifest>>,
-    copies: Mutex<HashMap<(String, String, Digest), Arc<OnceCell<()>>>>,
+    copies: Mutex<HashMap<CopyTarget, Arc<OnceCell<()>>>>,
 }
+
+/// An object in a target repository: store name, repository, digest.
+type CopyTarget = (String, String, Digest);
 
 impl CopyMemory {
     /// The manifest `digest` as a copy read it from the source, if one did.
