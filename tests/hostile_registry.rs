@@ -430,3 +430,53 @@ fn a_loopback_tls_registry_without_its_ca_is_reported_as_untrusted() {
         ran.stderr
     );
 }
+
+/// A tag list whose `Link` leads back to a page it gave, or on without end, is an error, not a loop that holds
+/// the stage until its timeout while the tags fill memory.
+#[tokio::test]
+async fn a_tag_list_that_links_in_circles_or_without_end_is_cut_off() {
+    let page = |link: String| {
+        let tags: Vec<String> = (0..1000).map(|number| format!("t{number}")).collect();
+        Answer::Whole {
+            status: 200,
+            headers: vec![
+                ("Content-Type".to_owned(), "application/json".to_owned()),
+                ("Link".to_owned(), format!("<{link}>; rel=\"next\"")),
+            ],
+            body: serde_json::json!({"name": "acme/app", "tags": tags})
+                .to_string()
+                .into_bytes(),
+        }
+    };
+    let circle = HostileRegistry::start(move |seen| {
+        if seen.path.contains("/tags/list") {
+            page("/v2/acme/app/tags/list?n=1000".to_owned())
+        } else {
+            Answer::status(200)
+        }
+    });
+    let pages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&pages);
+    let endless = HostileRegistry::start(move |seen| {
+        if seen.path.contains("/tags/list") {
+            let next = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            page(format!("/v2/acme/app/tags/list?n=1000&last=t{next}"))
+        } else {
+            Answer::status(200)
+        }
+    });
+    for (registry, expected) in [
+        (&circle, "links back to a page it already gave"),
+        (&endless, "goes on past 1000000 tags"),
+    ] {
+        let store = store(&registry.host(), ClientSettings::default());
+        let (listed, _) = within_patience(store.list_tags("acme/app")).await;
+        let error = listed.expect_err("cut off").to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+    assert!(
+        pages.load(std::sync::atomic::Ordering::SeqCst) <= 1002,
+        "the endless list was followed for {} pages",
+        pages.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}

@@ -36,6 +36,8 @@ const TAG_PAGE: WholeBody = WholeBody {
     limit: 1024 * 1024,
     what: "a page of tags",
 };
+/// The most tags read from one repository: far beyond any real one, short of what would exhaust memory.
+const MAX_TAGS: usize = 1_000_000;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -450,7 +452,26 @@ impl Store for RegistryStore {
         }
         let mut tags = Vec::new();
         let mut target = format!("/v2/{repository}/tags/list?n=1000");
+        let mut pages = std::collections::HashSet::new();
         loop {
+            // A registry that links back to a page, or on without end, is cut off rather than followed.
+            let refused = if !pages.insert(target.clone()) {
+                Some("the tag list links back to a page it already gave".to_owned())
+            } else if tags.len() > MAX_TAGS {
+                Some(format!("the tag list goes on past {MAX_TAGS} tags"))
+            } else {
+                None
+            };
+            if let Some(message) = refused {
+                return Err(StoreError::Status {
+                    method: "GET".into(),
+                    url: target,
+                    status: 200,
+                    code: None,
+                    message: format!("{message}; refused"),
+                    attempts: 1,
+                });
+            }
             let mut request = self.request(Method::GET, target.clone(), repository, false);
             request.whole = Some(TAG_PAGE);
             let reply = self.client.send(&request).await?;
