@@ -66,8 +66,9 @@ impl Default for ClientSettings {
 }
 
 /// Upload bodies are gathered in memory before they are sent (a chunk, or a small blob whole); all uploads
-/// together hold at most this many KiB, so many concurrent copies of large layers stay in bounded memory.
-const UPLOAD_BUFFER_KIB: usize = 64 * 1024;
+/// together hold at most this many KiB, so many concurrent copies of large layers stay in bounded memory: two
+/// large uploads at a time, each holding two chunks (16 MiB by default).
+const UPLOAD_BUFFER_KIB: usize = 96 * 1024;
 
 /// What the client learned about a registry host from `GET /v2/`.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use super::{RegistryStore, header_value};
 use crate::model::reference::Digest;
 use crate::store::Store;
-use crate::store::blob_stream::BlobStream;
+use crate::store::blob_stream::{BlobStream, Chunks};
 use crate::store::error::StoreError;
 use crate::store::registry::Reply;
 
@@ -18,7 +18,8 @@ const STREAM_PIECE: usize = 1024 * 1024;
 
 impl RegistryStore {
     /// Uploads a blob from a stream: one POST and one PUT when it fits in one chunk, else POST, a PATCH per
-    /// `chunk_size` and PUT, so that at most one chunk is held in memory (and can be sent again on a retry).
+    /// `chunk_size` and PUT. The next chunk is read while one is sent, so at most two are held in memory (the
+    /// one sent can be sent again on a retry), and neither registry waits on the other's round trips.
     pub(super) async fn upload(
         &self,
         repository: &str,
@@ -32,13 +33,13 @@ impl RegistryStore {
             true,
         );
         let chunk_size = self.client.settings.chunk_size.max(1);
-        // A blob that fits in a chunk is held whole; a larger one a chunk at a time, plus the piece of the
-        // stream that overfills the chunk.
+        // A blob that fits in a chunk is held whole; a larger one two chunks at a time, each with room for the
+        // piece of the stream that overfills it.
         let held = blob
             .size
             .and_then(|size| usize::try_from(size).ok())
             .filter(|size| *size <= chunk_size)
-            .unwrap_or(chunk_size + STREAM_PIECE);
+            .unwrap_or(2 * (chunk_size + STREAM_PIECE));
         let _buffer = self.client.upload_buffer(held).await;
         let reply = self.expect(&start, &[StatusCode::ACCEPTED]).await?;
         let mut location = location_of(&reply, &start.target)?;
@@ -46,13 +47,8 @@ impl RegistryStore {
         let mut pending = BytesMut::new();
         let mut offset = 0usize;
         let mut ended = false;
+        read_chunk(&mut chunks, &mut pending, &mut ended, chunk_size).await?;
         loop {
-            while !ended && pending.len() <= chunk_size {
-                match chunks.next().await {
-                    Some(chunk) => pending.extend_from_slice(&chunk?[..]),
-                    None => ended = true,
-                }
-            }
             // A blob that fits in one chunk goes with the closing PUT.
             if ended && offset == 0 && pending.len() <= chunk_size {
                 break;
@@ -61,6 +57,11 @@ impl RegistryStore {
                 break;
             }
             let body = pending.split_to(pending.len().min(chunk_size)).freeze();
+            // The rest moves to a buffer of its own, sized once: growing the one `body` still shares would
+            // allocate again and again while the chunk is in flight.
+            let mut next = BytesMut::with_capacity(chunk_size + STREAM_PIECE);
+            next.extend_from_slice(&pending);
+            pending = next;
             let mut patch = self.request(Method::PATCH, location.clone(), repository, true);
             patch.headers.insert(
                 CONTENT_TYPE,
@@ -75,9 +76,9 @@ impl RegistryStore {
                 .insert(CONTENT_LENGTH, header_value(&body.len().to_string()));
             offset += body.len();
             patch.body = Some(body);
-            let reply = self
-                .expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
-                .await?;
+            let sent = self.expect(&patch, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT]);
+            let read = read_chunk(&mut chunks, &mut pending, &mut ended, chunk_size);
+            let (reply, ()) = futures_util::future::try_join(sent, read).await?;
             location = location_of(&reply, &patch.target)?;
         }
         let separator = if location.contains('?') { '&' } else { '?' };
@@ -103,6 +104,22 @@ impl RegistryStore {
             _ => Err(reply.into_error(1).await),
         }
     }
+}
+
+/// Reads from `chunks` into `pending` until it holds more than a chunk or the stream has `ended`.
+async fn read_chunk(
+    chunks: &mut Chunks,
+    pending: &mut BytesMut,
+    ended: &mut bool,
+    chunk_size: usize,
+) -> Result<(), StoreError> {
+    while !*ended && pending.len() <= chunk_size {
+        match chunks.next().await {
+            Some(chunk) => pending.extend_from_slice(&chunk?[..]),
+            None => *ended = true,
+        }
+    }
+    Ok(())
 }
 
 /// The `Location` of an upload session, made absolute against the request it answered.
