@@ -709,13 +709,19 @@ async fn retries_through_503_429_and_a_reset_connection() {
         .lines()
         .filter(|line| line.contains("retrying"))
         .collect();
+    // Children are described side by side, so which request meets which fault, and the order of the log
+    // lines, varies from run to run: each fault is retried once, whichever request it met.
     assert_eq!(retries.len(), 3, "{stderr}");
-    assert!(retries[0].contains("after 503"), "{stderr}");
+    let retried_after = |fault: &str| retries.iter().filter(|line| line.contains(fault)).count();
+    assert_eq!(retried_after("after 503"), 1, "{stderr}");
+    assert_eq!(retried_after("after 429"), 1, "{stderr}");
     assert!(
-        retries[1].contains("after 429") && retries[1].contains("in 1.0 s"),
+        retries
+            .iter()
+            .any(|line| line.contains("after 429") && line.contains("in 1.0 s")),
         "{stderr}"
     );
-    assert!(retries[2].contains("after a broken connection"), "{stderr}");
+    assert_eq!(retried_after("after a broken connection"), 1, "{stderr}");
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(1),
         "Retry-After was honoured"
