@@ -36,7 +36,7 @@ use crate::store::copy::{Copier, CopyMemory, CopyStats, TargetListing, absent_wh
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, our_digest, signature_tag,
-    staging_repository,
+    staging_repository, tag_sets,
 };
 
 /// Tags set between two progress lines.
@@ -316,17 +316,17 @@ async fn require_signatures(
     plans: &[ImagePlan],
     jobs: usize,
 ) -> anyhow::Result<SignatureTags> {
-    let repositories: BTreeSet<&str> = plans.iter().map(|plan| plan.source.as_str()).collect();
-    let listings: HashMap<&str, HashSet<String>> = stream::iter(repositories)
-        .map(|repository| async move {
-            let tags = source.list_tags(repository).await.with_context(|| {
+    let repositories: BTreeSet<String> = plans.iter().map(|plan| plan.source.clone()).collect();
+    let listings: HashMap<String, HashSet<String>> = tag_sets(source, repositories, jobs)
+        .await
+        .into_iter()
+        .map(|(repository, tags)| {
+            let tags = tags.with_context(|| {
                 format!("listing the signatures in `{}/{repository}`", source.name())
             })?;
-            Ok::<_, anyhow::Error>((repository, tags.into_iter().collect()))
+            Ok::<_, anyhow::Error>((repository, tags))
         })
-        .buffer_unordered(jobs.max(1))
-        .try_collect()
-        .await?;
+        .collect::<anyhow::Result<_>>()?;
     let listings = &listings;
     let lookups = plans.iter().flat_map(|plan| {
         plan.digests().map(move |digest| async move {
@@ -391,12 +391,12 @@ async fn require_signatures(
     .into())
 }
 
-/// The index with the platform images it lists (concurrently), any platform image it does not list, then every
-/// digest's signatures (concurrently). An index the target has already brings its platform images (registries
-/// refuse an index whose children are missing), so they are not asked for one by one.
-/// Copies an image's content, then its signatures. `tagged` are the image's digests a target tag already named
-/// before the copy: the target holds each whole (a registry refuses a manifest whose content is missing), so
-/// they are not asked about again, and an index among them brings its platforms with it.
+/// Copies an image's content (the index with the platform images it lists, then any it does not list), then
+/// every digest's signatures, each group concurrently.
+///
+/// `tagged` are the image's digests a target tag already named before the copy: the target holds each whole (a
+/// registry refuses a manifest whose content is missing), so they are not asked about again, and an index among
+/// them brings its platforms with it.
 async fn copy_image(
     copier: &Copier<'_, AnyStore, AnyStore>,
     plan: &ImagePlan,
@@ -404,10 +404,7 @@ async fn copy_image(
     tagged: &HashSet<&Digest>,
 ) -> Result<CopyStats, StoreError> {
     let mut stats = CopyStats::default();
-    let already = CopyStats {
-        objects_skipped: 1,
-        ..CopyStats::default()
-    };
+    let already = CopyStats::skipped(0);
     let listed = match &plan.index {
         Some((digest, _)) if tagged.contains(digest) => {
             stats += already;
@@ -511,7 +508,6 @@ where
     })
 }
 
-/// Points `tag` at `digest` unless it already does. Returns whether it moved.
 /// What the copy phase learned, which the tag phase uses instead of asking again.
 struct Known<'a> {
     listings: &'a HashMap<(String, String), TargetListing>,
@@ -610,29 +606,28 @@ async fn list_targets(
     targets: &[AnyStore],
     jobs: usize,
 ) -> HashMap<(String, String), TargetListing> {
-    let mut repositories: HashMap<(String, String), &AnyStore> = HashMap::new();
+    let mut by_target: HashMap<String, (&AnyStore, BTreeSet<String>)> = HashMap::new();
     for (plan, target) in plans.iter().zip(targets) {
-        repositories.entry(plan.target_key()).or_insert(target);
+        by_target
+            .entry(plan.target.to_string())
+            .or_insert_with(|| (target, BTreeSet::new()))
+            .1
+            .insert(plan.repository.clone());
     }
-    stream::iter(repositories)
-        .map(|(key, target)| async move {
-            match target.list_tags(&key.1).await {
-                Ok(tags) => Some((
-                    key,
-                    TargetListing {
-                        tags: tags.into_iter().collect(),
-                    },
-                )),
+    let mut listings = HashMap::new();
+    for (location, (target, repositories)) in by_target {
+        for (repository, tags) in tag_sets(target, repositories, jobs).await {
+            match tags {
+                Ok(tags) => {
+                    listings.insert((location.clone(), repository), TargetListing { tags });
+                }
                 Err(error) => {
-                    tracing::debug!("listing the tags of `{}/{}`: {error}", key.0, key.1);
-                    None
+                    tracing::debug!("listing the tags of `{location}/{repository}`: {error}");
                 }
             }
-        })
-        .buffer_unordered(jobs.max(1))
-        .filter_map(futures_util::future::ready)
-        .collect()
-        .await
+        }
+    }
+    listings
 }
 
 /// What each image consists of and where it goes.

@@ -30,7 +30,7 @@ use crate::stages::{
 };
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
-    AnyStore, Location, ManifestReference, Store, signature_tag, staging_repository,
+    AnyStore, Location, ManifestReference, Store, signature_tag, staging_repository, tag_sets,
 };
 
 /// Digests signed at once: each takes a few small requests, which the client bounds on its own.
@@ -256,16 +256,17 @@ async fn signed_already(
         .iter()
         .map(|(_, reference)| staged(reference.repository()))
         .collect();
-    let listings: HashMap<String, HashSet<String>> = stream::iter(repositories)
-        .map(|repository| async move {
-            let tags = store.list_tags(&repository).await.with_context(|| {
-                format!("listing the signatures in `{}/{repository}`", store.name())
-            })?;
-            Ok::<_, anyhow::Error>((repository, tags.into_iter().collect()))
-        })
-        .buffer_unordered(CONCURRENT_SIGNATURES)
-        .try_collect()
-        .await?;
+    let listings: HashMap<String, HashSet<String>> =
+        tag_sets(store, repositories, CONCURRENT_SIGNATURES)
+            .await
+            .into_iter()
+            .map(|(repository, tags)| {
+                let tags = tags.with_context(|| {
+                    format!("listing the signatures in `{}/{repository}`", store.name())
+                })?;
+                Ok::<_, anyhow::Error>((repository, tags))
+            })
+            .collect::<anyhow::Result<_>>()?;
     let listings = &listings;
     let checked: Vec<(DigestEntry, Option<Digest>)> = stream::iter(references)
         .map(|(entry, reference)| async move {

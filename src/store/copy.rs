@@ -52,7 +52,8 @@ impl CopyStats {
         }
     }
 
-    fn skipped(bytes: u64) -> Self {
+    /// One object found already there, of `bytes` bytes (0 where the size was not read).
+    pub fn skipped(bytes: u64) -> Self {
         Self {
             objects_skipped: 1,
             bytes_skipped: bytes,

@@ -8,10 +8,12 @@ pub mod layout;
 mod location;
 pub mod registry;
 
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::future::Future;
 
 use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
 
 pub use blob_stream::BlobStream;
 pub use error::{ErrorCode, StoreError};
@@ -98,6 +100,24 @@ impl fmt::Display for ManifestReference<'_> {
 /// The tag cosign stores a digest's signatures under: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &Digest) -> String {
     format!("sha256-{}.sig", digest.hex())
+}
+
+/// The tags of each of `repositories` in `store`, one `tags/list` each, `at_once` at a time: what a stage reads
+/// instead of asking about tags one by one. Each repository comes with its own answer, so that a caller decides
+/// whether a listing that failed stops it or only makes it ask more.
+pub async fn tag_sets<S: Store>(
+    store: &S,
+    repositories: BTreeSet<String>,
+    at_once: usize,
+) -> Vec<(String, Result<HashSet<String>, StoreError>)> {
+    stream::iter(repositories)
+        .map(|repository| async move {
+            let tags = store.list_tags(&repository).await;
+            (repository, tags.map(|tags| tags.into_iter().collect()))
+        })
+        .buffer_unordered(at_once.max(1))
+        .collect()
+        .await
 }
 
 /// Our digest as oci-spec's; both are validated `sha256:<hex>`, so the conversion cannot fail in practice.
