@@ -19,11 +19,14 @@ pub mod test;
 pub mod validate;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use anyhow::Context;
 
 use crate::ci::RunIdentity;
 use crate::model::ledger::{Stage, StageRecord};
 use crate::model::reference::{REPOSITORY_RULE, is_valid_repository};
+use crate::store::{AnyStore, Store, tag_sets};
 
 /// The name of the built-in variable that makes tags unique per run.
 const UNIQUE_ID: &str = "UniqueId";
@@ -100,6 +103,25 @@ pub struct Refusal {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InvalidFlag(pub String);
+
+/// The tags of each staging repository, where the `.sig` tags show which digests have signatures; a listing
+/// that fails stops the stage, naming the repository.
+pub async fn signature_listings(
+    store: &AnyStore,
+    repositories: BTreeSet<String>,
+    at_once: usize,
+) -> anyhow::Result<HashMap<String, HashSet<String>>> {
+    tag_sets(store, repositories, at_once)
+        .await
+        .into_iter()
+        .map(|(repository, tags)| {
+            let tags = tags.with_context(|| {
+                format!("listing the signatures in `{}/{repository}`", store.name())
+            })?;
+            Ok((repository, tags))
+        })
+        .collect()
+}
 
 /// Checks `--staging-prefix`, which heads every repository path in staging and so goes into URL paths like the
 /// repository names image-info gives: it must be repository path components itself. Slashes at either end are

@@ -6,7 +6,7 @@
 //! before writing any signature, when staging does not hold every digest: signing what is not there (a wrong
 //! `--staging-prefix`) would fill an empty repository with signatures and record them in image-info.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,11 +26,12 @@ use crate::model::reference::{Digest, DigestReference};
 use crate::sign::keys::{KeySource, SigningKey};
 use crate::sign::signer::{Added, SignError, Signer, Storage};
 use crate::stages::{
-    Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record, summary,
+    Refusal, check_staging_prefix, finish_with_outputs, set_list_output, signature_listings,
+    stage_record, summary,
 };
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
-    AnyStore, Location, ManifestReference, Store, signature_tag, staging_repository, tag_sets,
+    AnyStore, Location, ManifestReference, Store, signature_tag, staging_repository,
 };
 
 /// Digests signed at once: each takes a few small requests, which the client bounds on its own.
@@ -256,17 +257,7 @@ async fn signed_already(
         .iter()
         .map(|(_, reference)| staged(reference.repository()))
         .collect();
-    let listings: HashMap<String, HashSet<String>> =
-        tag_sets(store, repositories, CONCURRENT_SIGNATURES)
-            .await
-            .into_iter()
-            .map(|(repository, tags)| {
-                let tags = tags.with_context(|| {
-                    format!("listing the signatures in `{}/{repository}`", store.name())
-                })?;
-                Ok::<_, anyhow::Error>((repository, tags))
-            })
-            .collect::<anyhow::Result<_>>()?;
+    let listings = signature_listings(store, repositories, CONCURRENT_SIGNATURES).await?;
     let listings = &listings;
     let checked: Vec<(DigestEntry, Option<Digest>)> = stream::iter(references)
         .map(|(entry, reference)| async move {

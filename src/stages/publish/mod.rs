@@ -31,14 +31,13 @@ use crate::model::published::merge_into_published;
 use crate::model::reference::{Digest, DigestReference};
 use crate::sign::signer::Storage;
 use crate::stages::{
-    InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, set_list_output, stage_record,
-    summary,
+    InvalidFlag, Refusal, check_staging_prefix, finish_with_outputs, set_list_output,
+    signature_listings, stage_record, summary,
 };
 use crate::store::copy::{Copier, CopyMemory, CopyStats};
 use crate::store::registry::{ClientSettings, RegistryClient};
 use crate::store::{
     AnyStore, Location, ManifestReference, Store, StoreError, signature_tag, staging_repository,
-    tag_sets,
 };
 use target_tags::{Known, list_targets, read_listed_tags, tag_group};
 
@@ -318,16 +317,7 @@ async fn require_signatures(
     jobs: usize,
 ) -> anyhow::Result<SignatureTags> {
     let repositories: BTreeSet<String> = plans.iter().map(|plan| plan.source.clone()).collect();
-    let listings: HashMap<String, HashSet<String>> = tag_sets(source, repositories, jobs)
-        .await
-        .into_iter()
-        .map(|(repository, tags)| {
-            let tags = tags.with_context(|| {
-                format!("listing the signatures in `{}/{repository}`", source.name())
-            })?;
-            Ok::<_, anyhow::Error>((repository, tags))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let listings = signature_listings(source, repositories, jobs).await?;
     let listings = &listings;
     let lookups = plans.iter().flat_map(|plan| {
         plan.digests().map(move |digest| async move {
